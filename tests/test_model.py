@@ -1,0 +1,163 @@
+"""The four variants against SPEC: parameter counts, causality, attention math, loss, init."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig, VARIANTS
+
+REFERENCE_PARAMETERS = {"vanilla": 3_323_392, "synthesizer": 3_076_988, "perceiver": 3_331_584, "rope": 3_290_624}
+
+
+def small(variant: str, block_size: int = 32, **overrides) -> GPT:
+    torch.manual_seed(0)
+    config = dict(vocab_size=50, block_size=block_size, n_layer=4, n_head=4, n_embd=64, variant=variant, bottleneck_dim=8)
+    config.update(overrides)
+    return GPT(GPTConfig(**config)).eval()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parameter_count_at_reference_size(variant):
+    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant=variant))
+    assert model.num_parameters() == REFERENCE_PARAMETERS[variant]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal(variant):
+    """Changing inputs after t never changes outputs up to t, while later outputs do change."""
+    model = small(variant)
+    T = model.config.context_length
+    torch.manual_seed(1)
+    idx = torch.randint(0, 50, (2, T))
+    with torch.no_grad():
+        base, _ = model(idx)
+        for t in (0, 5, 9, T - 2):
+            changed = idx.clone()
+            changed[:, t + 1 :] = torch.randint(0, 50, (2, T - t - 1))
+            out, _ = model(changed)
+            assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6, rtol=0), (variant, t)
+            assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-3), (variant, t)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "rope"])
+def test_vanilla_and_rope_attention_run_through_sdpa(variant, monkeypatch):
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("is_causal"))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    model = small(variant)
+    model(torch.randint(0, 50, (2, 20)))
+    assert calls == [True] * model.config.n_layer
+
+
+def manual_attention(attn, x: torch.Tensor, rotate=None) -> torch.Tensor:
+    """minGPT's explicit attention with the module's own weights: the math SPEC describes."""
+    B, T, C = x.shape
+    H = attn.n_head
+
+    def heads(t):
+        return t.view(B, T, H, C // H).transpose(1, 2)
+
+    q, k, v = heads(attn.query(x)), heads(attn.key(x)), heads(attn.value(x))
+    if rotate is not None:
+        q, k = rotate(q), rotate(k)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
+    att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).tril().logical_not(), float("-inf"))
+    y = F.softmax(att, dim=-1) @ v
+    return attn.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def test_sdpa_path_equals_explicit_attention():
+    model = small("vanilla")
+    attn = model.blocks[0].attn
+    x = torch.randn(2, 20, 64)
+    with torch.no_grad():
+        assert torch.allclose(attn(x), manual_attention(attn, x), atol=1e-5)
+
+
+def rotate_pairs_reference(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Su et al.: channels (2i, 2i+1) at position m turn by m * base^(-2i/d), as complex numbers."""
+    T, d = x.shape[-2], x.shape[-1]
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angles = torch.outer(torch.arange(T, dtype=torch.float64), theta)
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    return torch.view_as_real(z * torch.polar(torch.ones_like(angles), angles)).flatten(-2).float()
+
+
+def test_rope_attention_equals_rotated_explicit_attention():
+    model = small("rope")
+    attn = model.blocks[0].attn
+    x = torch.randn(2, 20, 64)
+    with torch.no_grad():
+        assert torch.allclose(attn(x), manual_attention(attn, x, rotate_pairs_reference), atol=1e-5)
+    assert not hasattr(model, "pos_emb")
+
+
+def test_loss_ignores_pad_targets():
+    model = small("vanilla")
+    idx = torch.randint(0, 50, (2, 16))
+    targets = torch.randint(1, 50, (2, 16))
+    targets[:, :7] = 0
+    logits, loss = model(idx, targets)
+    expected = F.cross_entropy(logits[:, 7:].reshape(-1, 50), targets[:, 7:].reshape(-1))
+    assert torch.allclose(loss, expected)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_initialisation_follows_spec(variant):
+    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant=variant))
+    assert abs(model.head.weight.std().item() - 0.02) < 0.002
+    assert abs(model.tok_emb.weight.std().item() - 0.02) < 0.002
+    assert torch.equal(model.ln_f.weight, torch.ones(256)) and torch.equal(model.ln_f.bias, torch.zeros(256))
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module.bias is not None:
+            assert torch.equal(module.bias, torch.zeros_like(module.bias)), name
+    if variant != "rope":
+        assert torch.equal(model.pos_emb, torch.zeros(1, 128, 256))
+    if variant == "synthesizer":
+        w2 = model.blocks[0].attn.w2
+        assert w2.shape == (32, 127) and w2.abs().max() <= 0.001 and w2.std() > 0.0004
+    if variant == "perceiver":
+        # Xavier-uniform on SPEC's (1, 32, 256) shape: torch's fans are 32*256 in, 1*256 out.
+        bound = math.sqrt(6 / (32 * 256 + 1 * 256))
+        assert model.down.C.abs().max() <= bound and model.down.C.abs().max() > 0.9 * bound
+
+
+def test_weight_decay_only_on_linear_weights():
+    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant="synthesizer"))
+    decayed = model.decayed_parameter_names()
+    names = dict(model.named_parameters())
+    assert decayed <= set(names)
+    assert "blocks.0.attn.w1.weight" in decayed and "head.weight" in decayed
+    for name in ("tok_emb.weight", "pos_emb", "blocks.0.attn.w2", "blocks.0.attn.b2", "blocks.0.ln1.weight"):
+        assert name not in decayed
+    assert all(names[n].dim() == 2 for n in decayed)
+
+
+def test_input_longer_than_context_is_refused():
+    model = small("synthesizer")
+    with pytest.raises(ValueError, match="exceeds the model's context of 31"):
+        model(torch.zeros(1, 32, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"variant": "linear"}, "variant must be one of"),
+        ({"n_embd": 30}, "divisible by n_head"),
+        ({"variant": "perceiver", "n_layer": 1}, "n_layer >= 2"),
+        ({"attn_pdrop": 1.5}, "attn_pdrop"),
+    ],
+)
+def test_bad_config_values_are_named(overrides, message):
+    config = dict(vocab_size=50, block_size=32, n_head=4, n_embd=64) | overrides
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**config)
