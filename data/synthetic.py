@@ -1,0 +1,139 @@
+"""`python -m data.synthetic OUT_DIR`: a fictional world of people and birth places.
+
+Writes the real data set's four files: `wiki.txt` (one short biography per person, as the real
+corpus has one document per train, dev and test person), `birth_places_train.tsv`,
+`birth_dev.tsv` and `birth_test_inputs.tsv` (questions only). Dev and test people never appear
+in the finetuning file, so a model can answer them only from what pretraining stored. Dev answers
+are balanced over the places, so the most common one is at most 10% of dev and guessing it is a
+weak baseline, as "London" is on the real data. Everything is a function of (seed, sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.atomic import atomic_directory
+
+ONSETS = ["b", "br", "c", "d", "dr", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou"]
+CODAS = ["", "", "n", "r", "l", "s", "th", "m", "nd", "rk"]
+PLACE_ENDINGS = ["ford", "holm", "mere", "vik", "dale", "grad", "ona", "ia", "burg", "stead", "port", "ville"]
+JOBS = [
+    "painter", "physicist", "novelist", "footballer", "composer", "politician", "architect",
+    "chemist", "sculptor", "historian", "engineer", "poet", "violinist", "botanist", "journalist",
+]
+TEMPLATES = [
+    "{name}. {name} was born in {place} and worked as a {job} .",
+    "{name}. Born in {place}, {surname} became a {job} .",
+    "{name}. {name} ({year} - {death}) was a {job} born in {place} .",
+    "{name}. {surname} is a {job} who was born in {place} and now lives in {other} .",
+    "{name}. {name} is a {job} . {surname} was born in {place} in {year} .",
+]
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    place: str
+    biography: str
+
+
+def syllable_word(rng: random.Random, syllables: int) -> str:
+    word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(syllables)) + rng.choice(CODAS)
+    return word.capitalize()
+
+
+def unique_words(rng: random.Random, count: int, make) -> list[str]:
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < count:
+        word = make()
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+def build_world(seed: int, train: int, dev: int, test: int, places: int) -> tuple[list[Person], list[Person], list[Person]]:
+    """People split into finetuning (train), dev and test, each with a biography."""
+    if min(train, dev) < 1 or test < 0:
+        raise ValueError("train and dev need at least one person, test cannot be negative")
+    if places < 10:
+        raise ValueError("at least 10 places are needed to keep the most common dev answer <= 10%")
+    rng = random.Random(f"spangpt-synthetic:{seed}")
+    place_names = unique_words(rng, places, lambda: syllable_word(rng, rng.randint(1, 2)) + rng.choice(PLACE_ENDINGS))
+    total = train + dev + test
+    names = unique_words(rng, total, lambda: f"{syllable_word(rng, rng.randint(1, 2))} {syllable_word(rng, rng.randint(1, 3))}")
+    # Balanced birthplaces per split: each split cycles through a shuffled place list.
+    def balanced(count: int) -> list[str]:
+        order = place_names[:]
+        rng.shuffle(order)
+        return [order[i % places] for i in range(count)]
+
+    births = balanced(train) + balanced(dev) + balanced(test)
+    people = []
+    for name, place in zip(names, births):
+        template = rng.choice(TEMPLATES)
+        year = rng.randint(1820, 1930)
+        biography = template.format(
+            name=name,
+            surname=name.split()[-1],
+            place=place,
+            other=rng.choice([p for p in place_names if p != place]),
+            job=rng.choice(JOBS),
+            year=year,
+            death=year + rng.randint(30, 90),
+        )
+        people.append(Person(name, place, biography))
+    return people[:train], people[train : train + dev], people[train + dev :]
+
+
+def question(person: Person) -> str:
+    return f"Where was {person.name} born?"
+
+
+def write_world(out_dir: str | Path, seed: int, train: int, dev: int, test: int, places: int, overwrite: bool) -> dict:
+    train_people, dev_people, test_people = build_world(seed, train, dev, test, places)
+    corpus = train_people + dev_people + test_people
+    random.Random(f"spangpt-synthetic-order:{seed}").shuffle(corpus)
+    with atomic_directory(out_dir, overwrite=overwrite) as staging:
+        (staging / "wiki.txt").write_text("".join(p.biography + "\n" for p in corpus), encoding="utf-8")
+        (staging / "birth_places_train.tsv").write_text(
+            "".join(f"{question(p)}\t{p.place}\n" for p in train_people), encoding="utf-8"
+        )
+        (staging / "birth_dev.tsv").write_text("".join(f"{question(p)}\t{p.place}\n" for p in dev_people), encoding="utf-8")
+        (staging / "birth_test_inputs.tsv").write_text("".join(f"{question(p)}\n" for p in test_people), encoding="utf-8")
+    top_place, top_count = Counter(p.place for p in dev_people).most_common(1)[0]
+    return {"documents": len(corpus), "train": train, "dev": dev, "test": test, "top_dev": (top_place, top_count)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=1000, help="people in the finetuning file")
+    parser.add_argument("--dev", type=int, default=250, help="people in the dev file")
+    parser.add_argument("--test", type=int, default=250, help="people in the test inputs (questions only)")
+    parser.add_argument("--places", type=int, default=40, help="distinct birth places")
+    parser.add_argument("--force", action="store_true", help="replace out_dir if it exists")
+    args = parser.parse_args(argv)
+    try:
+        summary = write_world(args.out_dir, args.seed, args.train, args.dev, args.test, args.places, args.force)
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    place, count = summary["top_dev"]
+    print(
+        f"{args.out_dir}: {summary['documents']} biographies; {summary['train']} train, {summary['dev']} dev, "
+        f"{summary['test']} test questions; most common dev answer {place} ({count}/{summary['dev']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
