@@ -1,7 +1,8 @@
 """`python -m data.synthetic OUT_DIR`: a fictional world of people and birth places.
 
 Writes the real data set's four files: `wiki.txt` (one short biography per person, as the real
-corpus has one document per train, dev and test person), `birth_places_train.tsv`,
+corpus has one document per train, dev and test person, plus one short document per place, which
+also carries the question characters `W` and `?` into the vocabulary), `birth_places_train.tsv`,
 `birth_dev.tsv` and `birth_test_inputs.tsv` (questions only). Dev and test people never appear
 in the finetuning file, so a model can answer them only from what pretraining stored. Dev answers
 are balanced over the places, so the most common one is at most 10% of dev and guessing it is a
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.atomic import atomic_directory
+from data.vocab import Vocabulary
 
 ONSETS = ["b", "br", "c", "d", "dr", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z"]
 VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou"]
@@ -57,6 +59,22 @@ def unique_words(rng: random.Random, count: int, make) -> list[str]:
             seen.add(word)
             words.append(word)
     return words
+
+
+PLACE_TEMPLATE = "{place}. {place} is a {size} on the {river} river . Who was born in {place}? Many a {job} ."
+
+
+def place_documents(seed: int, place_names: list[str]) -> list[str]:
+    rng = random.Random(f"spangpt-synthetic-places:{seed}")
+    return [
+        PLACE_TEMPLATE.format(
+            place=place,
+            size=rng.choice(["town", "city", "village"]),
+            river=syllable_word(rng, 2),
+            job=rng.choice(JOBS),
+        )
+        for place in place_names
+    ]
 
 
 def build_world(seed: int, train: int, dev: int, test: int, places: int) -> tuple[list[Person], list[Person], list[Person]]:
@@ -99,17 +117,22 @@ def question(person: Person) -> str:
 
 def write_world(out_dir: str | Path, seed: int, train: int, dev: int, test: int, places: int, overwrite: bool) -> dict:
     train_people, dev_people, test_people = build_world(seed, train, dev, test, places)
-    corpus = train_people + dev_people + test_people
+    people = train_people + dev_people + test_people
+    corpus = [p.biography for p in people] + place_documents(seed, sorted({p.place for p in people}))
     random.Random(f"spangpt-synthetic-order:{seed}").shuffle(corpus)
+    vocab = Vocabulary.from_text("\n".join(corpus))
+    for p in people:  # every question and answer must be expressible in the corpus's vocabulary
+        vocab.encode(question(p) + p.place)
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
-        (staging / "wiki.txt").write_text("".join(p.biography + "\n" for p in corpus), encoding="utf-8")
+        (staging / "wiki.txt").write_text("".join(doc + "\n" for doc in corpus), encoding="utf-8")
         (staging / "birth_places_train.tsv").write_text(
             "".join(f"{question(p)}\t{p.place}\n" for p in train_people), encoding="utf-8"
         )
         (staging / "birth_dev.tsv").write_text("".join(f"{question(p)}\t{p.place}\n" for p in dev_people), encoding="utf-8")
         (staging / "birth_test_inputs.tsv").write_text("".join(f"{question(p)}\n" for p in test_people), encoding="utf-8")
     top_place, top_count = Counter(p.place for p in dev_people).most_common(1)[0]
-    return {"documents": len(corpus), "train": train, "dev": dev, "test": test, "top_dev": (top_place, top_count)}
+    return {"people": len(people), "documents": len(corpus), "train": train, "dev": dev, "test": test,
+            "top_dev": (top_place, top_count)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     place, count = summary["top_dev"]
     print(
-        f"{args.out_dir}: {summary['documents']} biographies; {summary['train']} train, {summary['dev']} dev, "
+        f"{args.out_dir}: {summary['people']} biographies in {summary['documents']} documents; "
+        f"{summary['train']} train, {summary['dev']} dev, "
         f"{summary['test']} test questions; most common dev answer {place} ({count}/{summary['dev']})"
     )
     return 0
