@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from data.errors import DataError
-from data.vocab import MASK, PAD, Vocabulary
+from data.vocab import MASK, PAD, Vocabulary, VocabularyAccess
 
 
 def example_rng(seed: int, epoch: int, document: int) -> random.Random:
@@ -56,7 +56,7 @@ def shift_pair(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return t[:-1], t[1:]
 
 
-class CharCorruptionDataset(torch.utils.data.Dataset):
+class CharCorruptionDataset(VocabularyAccess, torch.utils.data.Dataset):
     """Span-corruption examples over the non-empty lines of an in-memory corpus.
 
     Item i is document i corrupted with the generator of (seed, epoch, i): indexing is repeatable
@@ -74,18 +74,6 @@ class CharCorruptionDataset(torch.utils.data.Dataset):
         self.block_size = block_size
         self.seed = seed
         self.epoch = 0
-
-    @property
-    def stoi(self) -> dict[str, int]:
-        return self.vocab.stoi
-
-    @property
-    def itos(self) -> list[str]:
-        return self.vocab.itos
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -7,10 +7,10 @@ import torch
 from data.birthplaces import Question, check_in_vocabulary, parse_questions
 from data.corruption import CharCorruptionDataset
 from data.errors import DataError
-from data.vocab import MASK, PAD, Vocabulary
+from data.vocab import MASK, PAD, Vocabulary, VocabularyAccess
 
 
-class NameDataset(torch.utils.data.Dataset):
+class NameDataset(VocabularyAccess, torch.utils.data.Dataset):
     """Finetuning examples from `question<TAB>place` lines, with the pretraining vocabulary.
 
     Takes the pretraining dataset (its vocabulary and block_size) or a Vocabulary plus block_size,
@@ -41,18 +41,6 @@ class NameDataset(torch.utils.data.Dataset):
                     f"block_size {self.block_size} allows at most {limit}",
                     q.line,
                 )
-
-    @property
-    def stoi(self) -> dict[str, int]:
-        return self.vocab.stoi
-
-    @property
-    def itos(self) -> list[str]:
-        return self.vocab.itos
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
 
     def __len__(self) -> int:
         return len(self.questions)

@@ -122,6 +122,24 @@ class Vocabulary:
         return cls(set(text))
 
 
+class VocabularyAccess:
+    """`stoi`, `itos` and `vocab_size` of a dataset's vocabulary: the names minGPT-style code uses."""
+
+    vocab: Vocabulary
+
+    @property
+    def stoi(self) -> dict[str, int]:
+        return self.vocab.stoi
+
+    @property
+    def itos(self) -> list[str]:
+        return self.vocab.itos
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+
 def reserved_problem(ch: str) -> str:
     name = "PAD" if ch == PAD else "MASK"
     return f"corpus contains {describe_char(ch)}, the vocabulary's reserved {name} character"

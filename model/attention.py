@@ -21,10 +21,10 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).reshape(B, T, H * d)
 
 
-class CausalSelfAttention(nn.Module):
-    """Vanilla multi-head self-attention through SDPA; with `rotary`, the rope variant."""
+class QueryKeyValueAttention(nn.Module):
+    """SPEC's separate key, query and value Linear(n_embd, n_embd) and the output projection."""
 
-    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None = None) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.key = nn.Linear(config.n_embd, config.n_embd)
         self.query = nn.Linear(config.n_embd, config.n_embd)
@@ -33,6 +33,13 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(config.resid_pdrop)
         self.attn_pdrop = config.attn_pdrop
         self.n_head = config.n_head
+
+
+class CausalSelfAttention(QueryKeyValueAttention):
+    """Vanilla multi-head self-attention through SDPA; with `rotary`, the rope variant."""
+
+    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None = None) -> None:
+        super().__init__(config)
         self.rotary = rotary
 
     def forward(
@@ -86,7 +93,7 @@ class SynthesizerAttention(nn.Module):
         return self.resid_drop(self.proj(merge_heads(y)))
 
 
-class CausalCrossAttention(nn.Module):
+class CausalCrossAttention(QueryKeyValueAttention):
     """Queries from one sequence, keys and values from another (the perceiver's projections).
 
     SPEC's mask is the (T_query x T_key) corner of the block_size causal mask: query i may see
@@ -95,14 +102,7 @@ class CausalCrossAttention(nn.Module):
     """
 
     def __init__(self, config: GPTConfig) -> None:
-        super().__init__()
-        self.key = nn.Linear(config.n_embd, config.n_embd)
-        self.query = nn.Linear(config.n_embd, config.n_embd)
-        self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.resid_drop = nn.Dropout(config.resid_pdrop)
-        self.attn_pdrop = config.attn_pdrop
-        self.n_head = config.n_head
+        super().__init__(config)
         size = config.block_size
         self.register_buffer("causal", torch.ones(size, size, dtype=torch.bool).tril(), persistent=False)
 
