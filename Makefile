@@ -1,11 +1,16 @@
-# The README's commands. `make setup` builds the environment everything else uses.
+# The README's commands. `make setup` builds the environment that everything else uses
+# (make demo, make test, the SLURM scripts).
 VENV ?= .venv
 PYTHON ?= python3
-# CPU wheel on CPU machines; on a GPU cluster: make setup TORCH="torch==<your CUDA build>"
+# CPU wheel on CPU machines; on a GPU cluster: make setup TORCH="torch==<the build your CUDA needs>"
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
+DEEPSPEED := $(VENV)/bin/deepspeed
+# The demo: 2 CPU processes through the deepspeed launcher (on a GPU node, one per GPU).
+DEMO_PROCS ?= 2
+DEMO_WORLD := worlds/demo
 
-.PHONY: setup test clean
+.PHONY: setup demo test clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -13,10 +18,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m launcher.build_ops
 	touch $@
+
+demo: setup
+	$(PY) -m data.synthetic $(DEMO_WORLD) --seed 0 --train 100 --dev 100 --test 50 --places 20 --force
+	$(DEEPSPEED) --num_gpus $(DEMO_PROCS) launcher/train.py --config configs/demo/pretrain.yaml
+	$(DEEPSPEED) --num_gpus $(DEMO_PROCS) launcher/train.py --config configs/demo/finetune.yaml
+	$(DEEPSPEED) --num_gpus $(DEMO_PROCS) launcher/train.py --config configs/demo/finetune_scratch.yaml
+	@echo
+	@$(PY) -m launcher.accuracy runs/demo/vanilla/finetune runs/demo/vanilla/finetune_scratch \
+		--label "pretrained, then finetuned" --label "no pretraining         "
 
 test: setup
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache runs worlds

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from launch import check, launch
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT.parent / "shared" / "data" / "birthplaces"))
 
@@ -50,3 +52,55 @@ def run_module(module: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
+
+
+# --- real training runs shared by the launcher tests (each is run once per session) ---------------
+
+CONFIGS = ROOT / "configs"
+TINY = ["model.n_layer=2", "model.n_embd=32", "model.n_head=2", "data.block_size=64", "model.dropout=0.1",
+        "train.log_every=1", "train.learning_rate=3e-3"]
+STEPS = 8
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    from data.synthetic import write_world
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    write_world(out, seed=3, train=60, dev=16, test=8, places=10, overwrite=False)
+    return out
+
+
+def pretrain_overrides(world: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"run_dir={run_dir}", f"data.corpus={world / 'wiki.txt'}", "train.global_batch_size=8",
+            "train.micro_batch_size=4", f"train.max_steps={STEPS}", *TINY, *extra]
+
+
+@pytest.fixture(scope="session")
+def pretrain_runs(world, tmp_path_factory) -> dict[str, Path]:
+    """One rank at ZeRO-0 (2 accumulation steps), and 2 ranks (1 step) at each ZeRO stage."""
+    runs = tmp_path_factory.mktemp("pretrain")
+    out = {"1rank": runs / "1rank"}
+    check(launch([str(CONFIGS / "pretrain.yaml")], pretrain_overrides(world, out["1rank"]), launcher="python"))
+    for stage in range(4):
+        out[f"zero{stage}"] = runs / f"zero{stage}"
+        launcher = "deepspeed" if stage == 0 else "torchrun"  # the README's command, and torchrun
+        result = check(launch([str(CONFIGS / "pretrain.yaml")],
+                              pretrain_overrides(world, out[f"zero{stage}"], f"train.zero_stage={stage}"),
+                              nproc=2, launcher=launcher))
+        assert f"world size 2" in result.stdout and f"ZeRO {stage}" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="session")
+def finetuned(world, pretrain_runs, tmp_path_factory) -> Path:
+    """ZeRO-3 on 2 ranks pretrained; finetune at ZeRO-0 on 1 rank from its export, with dev predictions."""
+    run = tmp_path_factory.mktemp("finetune") / "run"
+    overrides = [f"run_dir={run}", f"init_from={pretrain_runs['zero3'] / 'export'}",
+                 f"data.finetune={world / 'birth_places_train.tsv'}", f"eval.questions={world / 'birth_dev.tsv'}",
+                 "train.global_batch_size=16", "train.epochs=2", "train.zero_stage=0", *TINY]
+    result = check(launch([str(CONFIGS / "finetune.yaml")], overrides, launcher="python"))
+    assert result.stdout.count("Correct: ") == 1
+    return run
+
+

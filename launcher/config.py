@@ -1,0 +1,207 @@
+"""The run configuration: YAML with `base:` inheritance and `--set a.b=c` overrides, validated once.
+
+A config file may name `base: other.yaml` (relative to itself), or a list of bases merged in
+order; its own keys are merged over them, recursively. Several files may be given (`--config a.yaml overlay.yaml`): each is merged
+over the previous one, which is how the variant overlays work. `run_dir` and `init_from` may use
+`{variant}` and `{seed}`, so one overlay moves a whole pipeline to its own directories. `--set train.zero_stage=3` overrides one key; the value is read as YAML, so
+numbers, booleans and lists keep their types. Every problem becomes one ConfigError line naming the
+key. Relative paths in a config are relative to the directory the command runs in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MAX_BASE_DEPTH = 16
+
+
+class ConfigError(ValueError):
+    """A bad config: the message is one line naming the file or key and the problem."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    corpus: Path | None = Field(None, description="pretraining corpus: a text file or a data.prepare directory")
+    finetune: Path | None = Field(None, description="question<TAB>place file to finetune on")
+    block_size: int = Field(128, ge=8, description="characters per example (SPEC: 128)")
+
+
+class ModelSection(Section):
+    variant: Literal["vanilla", "synthesizer", "perceiver", "rope"] = "vanilla"
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(8, ge=1)
+    n_embd: int = Field(256, ge=1)
+    bottleneck_dim: int = Field(32, ge=1, description="perceiver only")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="embedding, attention and residual dropout")
+
+
+class TrainConfig(Section):
+    epochs: float = Field(650, gt=0, description="passes over the data (SPEC: 650 pretrain, 10 or 75 finetune)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    global_batch_size: int = Field(128, ge=1, description="examples per optimizer step, at any world size")
+    micro_batch_size: int | None = Field(None, ge=1, description="examples per rank per forward; default global / world size")
+    learning_rate: float = Field(6e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="gradient-norm clipping; 0 disables")
+    warmup_tokens: int = Field(512 * 20, ge=0)
+    final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
+    log_every: int = Field(10, ge=1)
+    resume: Literal["auto", "never"] = "auto"
+
+
+class EvalConfig(Section):
+    questions: Path | None = Field(None, description="question file to predict (with or without answers)")
+    predictions: str = Field("predictions.txt", description="file name inside run_dir")
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(128, ge=1, description="questions decoded together per rank")
+    samples: int = Field(8, ge=0, description="predictions shown in TensorBoard's text panel")
+
+
+class DistributedSection(Section):
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    timeout_minutes: float = Field(10, gt=0, description="collective timeout: a dead peer ends the job after this")
+
+
+class RunConfig(Section):
+    phase: Literal["pretrain", "finetune", "evaluate"]
+    run_dir: Path
+    seed: int = 0
+    init_from: Path | None = Field(None, description="an export directory: weights, vocab.json and model.json")
+    data: DataConfig = DataConfig()
+    model: ModelSection = ModelSection()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    distributed: DistributedSection = DistributedSection()
+
+    @model_validator(mode="after")
+    def phase_inputs(self) -> "RunConfig":
+        if self.phase == "pretrain" and self.data.corpus is None:
+            raise ValueError("data.corpus: required to pretrain")
+        if self.phase == "finetune":
+            if self.data.finetune is None:
+                raise ValueError("data.finetune: required to finetune")
+            if self.init_from is None and self.data.corpus is None:
+                raise ValueError("data.corpus: required to finetune without init_from (it fixes the vocabulary)")
+        if self.phase == "evaluate":
+            if self.init_from is None:
+                raise ValueError("init_from: required to evaluate (an export directory)")
+            if self.eval.questions is None:
+                raise ValueError("eval.questions: required to evaluate")
+        if self.model.n_embd % self.model.n_head:
+            raise ValueError(f"model.n_embd: {self.model.n_embd} is not divisible by model.n_head ({self.model.n_head})")
+        return self
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    return loaded
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_tree(path: Path, depth: int = 0) -> dict[str, Any]:
+    """A config file merged over its chain of `base:` files."""
+    if depth > MAX_BASE_DEPTH:
+        raise ConfigError(f"{path}: base: chain deeper than {MAX_BASE_DEPTH} (a cycle?)")
+    raw = read_yaml(path)
+    bases = raw.pop("base", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base: must be a file name or a list of file names")
+    tree: dict[str, Any] = {}
+    for base in bases:
+        tree = merge(tree, load_tree(path.parent / base, depth + 1))
+    return merge(tree, raw)
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment}: expected key=value, e.g. train.zero_stage=3")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    override: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        override = {part: override}
+    return merge(tree, override)
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: required"
+    if not key:  # cross-field checks already name their key
+        return error["msg"].removeprefix("Value error, ")
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def fill_placeholders(config: RunConfig) -> RunConfig:
+    values = {"variant": config.model.variant, "seed": config.seed}
+    updates = {}
+    for key in ("run_dir", "init_from"):
+        value = getattr(config, key)
+        if value is not None:
+            try:
+                updates[key] = Path(str(value).format(**values))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"{key}: unknown placeholder in {value} ({exc}); use {{variant}} or {{seed}}") from None
+    return config.model_copy(update=updates)
+
+
+def load_config(paths: str | Path | list[str | Path], overrides: list[str] | None = None) -> RunConfig:
+    """The validated config of a run, or a ConfigError naming the file and key."""
+    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+    tree: dict[str, Any] = {}
+    for path in paths:
+        tree = merge(tree, load_tree(path))
+    for assignment in overrides or []:
+        tree = apply_override(tree, assignment)
+    try:
+        config = RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        first = describe_error(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        raise ConfigError(f"{paths[-1]}: {first}" + (f" (and {more} more)" if more else "")) from None
+    return fill_placeholders(config)
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The resolved config, as written into the run directory: loadable again with load_config."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,149 @@
+"""Who am I in the job: rank detection, process-group start-up, and the rank-0 rule for output.
+
+One training script runs under every launcher. `deepspeed` and `torchrun` set RANK, WORLD_SIZE
+and LOCAL_RANK; under `srun` alone, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID say the same;
+a plain `python` run is world size 1. DeepSpeed wants the torchrun variables (without them it
+tries MPI discovery), so they are filled in from whichever source is present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+    launcher: str  # "launcher env" (deepspeed, torchrun), "slurm" or "single"
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes shared outputs and prints progress."""
+        return self.rank == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_slurm_host(env: dict[str, str]) -> str:
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        return "127.0.0.1"
+    try:
+        hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+        return hosts.stdout.split()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return nodelist.split(",")[0].split("[")[0]
+
+
+def slurm_tasks_on_this_node(env: dict[str, str]) -> int:
+    per_node = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", "1")
+    return int(per_node.split("(")[0].split(",")[0])  # "2(x3)" means 2 tasks on each of 3 nodes
+
+
+def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
+    """Read rank and world size from the launcher's variables and export the torchrun ones."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        world = int(env["WORLD_SIZE"])
+        context = DistributedContext(
+            int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), world, int(env.get("LOCAL_WORLD_SIZE", world)), "launcher env"
+        )
+    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        context = DistributedContext(
+            int(env["SLURM_PROCID"]),
+            int(env.get("SLURM_LOCALID", 0)),
+            int(env["SLURM_NTASKS"]),
+            slurm_tasks_on_this_node(env),
+            "slurm",
+        )
+        env.setdefault("MASTER_ADDR", first_slurm_host(env))
+        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+    else:
+        context = DistributedContext(0, 0, 1, 1, "single")
+        env.setdefault("MASTER_ADDR", "127.0.0.1")
+        env.setdefault("MASTER_PORT", str(free_port()))
+    env["RANK"], env["WORLD_SIZE"] = str(context.rank), str(context.world_size)
+    env["LOCAL_RANK"], env["LOCAL_WORLD_SIZE"] = str(context.local_rank), str(context.local_world_size)
+    return context
+
+
+def prepare_environment(context: DistributedContext) -> None:
+    """Quiet DeepSpeed's start-up and per-step chatter and torch.distributed's deprecation noise;
+    keep DeepSpeed's JIT-built ops in the environment, so only the first run ever builds them."""
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
+    warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
+    for name in ("DeepSpeed", "deepspeed", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def rank_zero_stdout(context: DistributedContext) -> Iterator[None]:
+    """Library prints at start-up (DeepSpeed's op builds) reach the console from rank 0 only."""
+    if context.is_main:
+        yield
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+
+
+def device_for(context: DistributedContext) -> torch.device:
+    if torch.cuda.is_available():
+        torch.cuda.set_device(context.local_rank)
+        return torch.device("cuda", context.local_rank)
+    return torch.device("cpu")
+
+
+def share_cpu_threads(context: DistributedContext) -> None:
+    """Split this node's cores between its ranks unless the user set OMP_NUM_THREADS."""
+    if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // context.local_world_size))
+
+
+def start(context: DistributedContext, backend: str, timeout_minutes: float) -> torch.device:
+    """Join the process group (every world size, so collectives work the same at 1 rank)."""
+    import deepspeed
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.ERROR)
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    share_cpu_threads(context)
+    device = device_for(context)
+    with rank_zero_stdout(context):
+        deepspeed.init_distributed(
+            dist_backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes), dist_init_required=True
+        )
+    return device
+
+
+def barrier() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def stop() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,78 @@
+"""Build the DeepSpeed engine: batch geometry, ZeRO stage, precision, AdamW groups, clipping."""
+
+from __future__ import annotations
+
+import torch
+
+from launcher.config import ConfigError, TrainConfig
+from launcher.distributed import DistributedContext, rank_zero_stdout
+from model import GPT
+
+
+def batch_geometry(train: TrainConfig, world_size: int) -> tuple[int, int]:
+    """(micro_batch_size, gradient_accumulation_steps) keeping the global batch at any world size."""
+    global_batch = train.global_batch_size
+    micro = train.micro_batch_size or global_batch // world_size
+    if micro < 1 or global_batch % (world_size * micro):
+        raise ConfigError(
+            f"train.global_batch_size: {global_batch} is not divisible by world size x train.micro_batch_size "
+            f"({world_size} x {micro})"
+        )
+    return micro, global_batch // (world_size * micro)
+
+
+def deepspeed_config(train: TrainConfig, world_size: int, load_universal: bool = False) -> dict:
+    micro, accumulation = batch_geometry(train, world_size)
+    return {
+        "train_batch_size": train.global_batch_size,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": train.grad_clip,
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16"},
+        "steps_per_print": 2**31 - 1,  # no per-step lines; we log our own metrics
+        "wall_clock_breakdown": False,
+        "checkpoint": {"load_universal": load_universal},
+    }
+
+
+def adamw(model: GPT, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """SPEC: weight decay on Linear weights only. A client optimizer: DeepSpeed builds no op for it."""
+    decayed = model.decayed_parameter_names()
+    params = dict(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in params.items() if n in decayed], "weight_decay": train.weight_decay},
+        {"params": [p for n, p in params.items() if n not in decayed], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=train.learning_rate, betas=train.betas, fused=device.type == "cuda")
+
+
+def build_engine(model: GPT, train: TrainConfig, context: DistributedContext, device: torch.device, load_universal: bool = False):
+    import deepspeed
+
+    model.to(device)
+    with rank_zero_stdout(context):
+        engine, _, _, _ = deepspeed.initialize(
+            model=model,
+            optimizer=adamw(model, train, device),
+            config=deepspeed_config(train, context.world_size, load_universal),
+            dist_init_required=False,
+        )
+    return engine
+
+
+def engine_reports_grad_norm(train: TrainConfig) -> bool:
+    """ZeRO-0 in fp32 clips with torch's clip_grad_norm_ and drops the norm; the others keep it."""
+    return not (train.zero_stage == 0 and train.precision == "fp32")
+
+
+def gradient_norm(module: torch.nn.Module) -> float:
+    """L2 norm of the (already averaged) gradients, for the engines that do not report it."""
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def set_learning_rate(engine, lr: float) -> None:
+    for group in engine.optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,57 @@
+"""spangpt's one entry point: pretrain, finetune or evaluate, as the config's `phase` says.
+
+    deepspeed launcher/train.py --config configs/pretrain.yaml [--set key=value ...]
+    torchrun --nproc_per_node 2 launcher/train.py --config ...
+    srun launcher/train.py --config ...      (rank from SLURM_PROCID / SLURM_NTASKS)
+    python launcher/train.py --config ...    (world size 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.errors import DataError  # noqa: E402
+from launcher import distributed  # noqa: E402
+from launcher.config import ConfigError, load_config  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="spangpt: pretrain, finetune or evaluate from a YAML config")
+    parser.add_argument("--config", required=True, nargs="+", help="YAML config(s), later ones merged over earlier (overlays)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.zero_stage=3 model.variant=rope")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    context = distributed.detect_context()
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        if context.is_main:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    distributed.prepare_environment(context)
+    from launcher.phases import PHASES  # imports DeepSpeed, after the environment is set
+
+    try:
+        device = distributed.start(context, config.distributed.backend, config.distributed.timeout_minutes)
+        PHASES[config.phase](config, context, device)
+    except (ConfigError, DataError) as exc:
+        if context.is_main:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

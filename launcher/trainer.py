@@ -1,0 +1,156 @@
+"""The training loop shared by pretraining and finetuning.
+
+Dropout masks are seeded by the global stream position of each micro-batch, so a run's math does
+not depend on the world size or on where it was resumed: with the same micro-batch size, 1 and 2
+ranks compute the same losses up to the order of floating-point sums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.stream import ShardedExampleStream
+from data.vocab import Vocabulary
+from launcher import checkpoint
+from launcher.config import RunConfig, to_yaml
+from launcher.distributed import DistributedContext
+from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
+from launcher.metrics import RunLogger, print_main
+from launcher.schedule import lr_multiplier
+from model import GPT
+
+
+@dataclass
+class Schedule:
+    total_steps: int
+    final_tokens: int
+    tokens_per_step: int
+
+
+def plan(config: RunConfig, items_per_epoch: int, final_tokens: int) -> Schedule:
+    """Steps to run: ceil(epochs x items / global batch), capped by max_steps."""
+    train = config.train
+    steps = math.ceil(train.epochs * items_per_epoch / train.global_batch_size)
+    if train.max_steps is not None:
+        steps = min(steps, train.max_steps)
+    return Schedule(steps, final_tokens, train.global_batch_size * (config.data.block_size - 1))
+
+
+def micro_batch_seed(seed: int, position: int) -> int:
+    digest = hashlib.sha256(f"spangpt-dropout:{seed}:{position}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def global_mean(value: torch.Tensor, context: DistributedContext) -> float:
+    if context.world_size > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= context.world_size
+    return float(value)
+
+
+def train(config: RunConfig, context: DistributedContext, device: torch.device, model: GPT,
+          stream: ShardedExampleStream, vocab: Vocabulary, schedule: Schedule, logger_factory):
+    """Run (or resume) the phase's optimizer steps; returns the engine and its final complete checkpoint."""
+    train_cfg = config.train
+    directory = Path(config.run_dir) / "checkpoints"
+    resume = checkpoint.find_latest(directory) if train_cfg.resume == "auto" else None
+    if resume is not None and resume.zero_stage != train_cfg.zero_stage:
+        raise checkpoint_stage_error(resume, train_cfg.zero_stage)
+    load_universal = resume is not None and checkpoint.needs_universal(resume, context.world_size)
+    engine = build_engine(model, train_cfg, context, device, load_universal)
+    step = tokens = 0
+    if resume is not None:
+        client = checkpoint.load(engine, resume, context)
+        step, tokens = client["step"], client["tokens"]
+        stream.load_state_dict(client["loader"])
+        set_rng_state(client["rng"])
+    accumulation = engine.gradient_accumulation_steps()
+    print_main(context, (
+        f"{config.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
+        f"{train_cfg.precision}, global batch {train_cfg.global_batch_size} = {context.world_size} ranks x "
+        f"{stream.micro_batch_size} x {accumulation} accumulation, steps {step} -> {schedule.total_steps}"
+        + (f" (resumed from {resume.tag})" if resume is not None else "")
+    ))
+    logger: RunLogger = logger_factory(schedule.total_steps, step)
+    last_saved = resume
+    window_tokens, window_start = 0, time.perf_counter()
+    engine.train()
+    while step < schedule.total_steps:
+        lr = train_cfg.learning_rate * lr_multiplier(tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
+        set_learning_rate(engine, lr)
+        logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
+        loss_sum = torch.zeros((), device=device)
+        grad_norm = None
+        for micro_step in range(accumulation):
+            torch.manual_seed(micro_batch_seed(config.seed, int(stream.my_positions()[0])))
+            x, y = (t.to(device, non_blocking=True) for t in stream.next_micro_batch())
+            _, loss = engine(x, y)
+            engine.backward(loss)
+            if logging_step and micro_step == accumulation - 1 and not engine_reports_grad_norm(train_cfg):
+                grad_norm = gradient_norm(engine.module)  # averaged by backward, not yet clipped
+            engine.step()
+            loss_sum += loss.detach()
+        step += 1
+        tokens += schedule.tokens_per_step
+        window_tokens += schedule.tokens_per_step
+        logger.advance()
+        if logging_step:
+            loss_value = global_mean(loss_sum / accumulation, context)  # the only sync: at log steps
+            elapsed = time.perf_counter() - window_start
+            if grad_norm is None:
+                grad_norm = engine.get_global_grad_norm()
+            logger.scalars(step, {
+                "train/loss": loss_value,
+                "train/lr": lr,
+                "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                "train/tokens_per_second": window_tokens / max(elapsed, 1e-9),
+                "train/epoch": stream.epoch,
+            })
+            window_tokens, window_start = 0, time.perf_counter()
+        if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
+            last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+    if last_saved is None or last_saved.step != step:
+        last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+    logger.close()
+    return engine, last_saved
+
+
+def save(engine, directory: Path, step: int, tokens: int, stream: ShardedExampleStream, vocab: Vocabulary,
+         config: RunConfig, context: DistributedContext) -> checkpoint.CheckpointInfo:
+    client_state = {
+        "step": step,
+        "tokens": tokens,
+        "loader": stream.state_dict(),
+        "rng": rng_state(),
+        "vocab": vocab.to_json(),
+        "config": to_yaml(config),
+    }
+    return checkpoint.save(engine, directory, step, client_state, context, config.train.zero_stage)
+
+
+def checkpoint_stage_error(info: checkpoint.CheckpointInfo, stage: int) -> Exception:
+    from launcher.config import ConfigError
+
+    return ConfigError(
+        f"train.zero_stage: {info.path} was saved at ZeRO stage {info.zero_stage}, not {stage}; "
+        f"resume with train.zero_stage={info.zero_stage}, or start a new run_dir from its export with init_from"
+    )

@@ -1,0 +1,90 @@
+"""Configs: inheritance, overlays, overrides, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launcher.config import ConfigError, load_config, to_yaml
+from launcher.engine import batch_geometry, deepspeed_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_reference_configs_reproduce_spec():
+    pretrain = load_config(CONFIGS / "pretrain.yaml")
+    assert pretrain.phase == "pretrain" and pretrain.run_dir == Path("runs/vanilla/pretrain")
+    assert (pretrain.model.n_layer, pretrain.model.n_head, pretrain.model.n_embd, pretrain.data.block_size) == (4, 8, 256, 128)
+    assert pretrain.model.dropout == 0.1 and pretrain.train.betas == (0.9, 0.95)
+    assert (pretrain.train.epochs, pretrain.train.global_batch_size, pretrain.train.learning_rate) == (650, 128, 6e-3)
+    assert pretrain.train.weight_decay == 0.1 and pretrain.train.grad_clip == 1.0 and pretrain.train.warmup_tokens == 512 * 20
+    finetune = load_config(CONFIGS / "finetune.yaml")
+    assert (finetune.train.epochs, finetune.train.global_batch_size, finetune.train.learning_rate) == (10, 256, 6e-4)
+    assert finetune.init_from == Path("runs/vanilla/pretrain/export")
+    scratch = load_config(CONFIGS / "finetune_scratch.yaml")
+    assert (scratch.train.epochs, scratch.init_from, scratch.data.corpus) == (75, None, Path("datasets/birthplaces/wiki.txt"))
+    evaluate = load_config(CONFIGS / "evaluate.yaml")
+    assert evaluate.init_from == Path("runs/vanilla/finetune/export") and evaluate.eval.max_new_tokens == 32
+
+
+@pytest.mark.parametrize("variant", ["synthesizer", "perceiver", "rope"])
+def test_variant_overlays_move_the_pipeline(variant):
+    overlay = CONFIGS / "variants" / f"{variant}.yaml"
+    pretrain = load_config([CONFIGS / "pretrain.yaml", overlay])
+    finetune = load_config([CONFIGS / "finetune.yaml", overlay])
+    assert pretrain.model.variant == finetune.model.variant == variant
+    assert pretrain.run_dir == Path(f"runs/{variant}/pretrain")
+    assert finetune.init_from == pretrain.run_dir / "export"
+
+
+def test_overrides_keep_types_and_the_resolved_config_round_trips(tmp_path):
+    config = load_config(CONFIGS / "pretrain.yaml", ["train.zero_stage=3", "train.betas=[0.8, 0.99]", "model.variant=rope"])
+    assert config.train.zero_stage == 3 and config.train.betas == (0.8, 0.99) and config.model.variant == "rope"
+    (tmp_path / "resolved.yaml").write_text(to_yaml(config), encoding="utf-8")
+    assert load_config(tmp_path / "resolved.yaml") == config
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.zero_stag=1"], "pretrain.yaml: train.zero_stag: unknown key"),
+        (["surprise=1"], "pretrain.yaml: surprise: unknown key"),
+        (["train.zero_stage=4"], "train.zero_stage: Input should be 0, 1, 2 or 3 (got 4)"),
+        (["train.precision=fp8"], "train.precision: Input should be 'fp32', 'bf16' or 'fp16' (got 'fp8')"),
+        (["train.global_batch_size=-3"], "train.global_batch_size: Input should be greater than or equal to 1"),
+        (["model.n_embd=100"], "model.n_embd: 100 is not divisible by model.n_head (8)"),
+        (["data.corpus=null"], "data.corpus: required to pretrain"),
+        (["run_dir=runs/{nope}"], "run_dir: unknown placeholder"),
+        (["train.zero_stage"], "--set train.zero_stage: expected key=value"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "pretrain.yaml", overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_yaml_and_missing_files_are_named(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("phase: pretrain\ntrain: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken.yaml:\d+: not valid YAML"):
+        load_config(broken)
+    child = tmp_path / "child.yaml"
+    child.write_text("base: missing.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"missing.yaml: config file not found"):
+        load_config(child)
+
+
+@pytest.mark.parametrize("world_size, micro, expected", [(1, None, (128, 1)), (2, None, (64, 1)), (2, 16, (16, 4)), (4, 8, (8, 4))])
+def test_global_batch_is_kept_at_every_world_size(world_size, micro, expected):
+    config = load_config(CONFIGS / "pretrain.yaml", [f"train.micro_batch_size={micro or 'null'}"])
+    assert batch_geometry(config.train, world_size) == expected
+    ds = deepspeed_config(config.train, world_size)
+    assert ds["train_batch_size"] == 128 == world_size * ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"]
+
+
+def test_global_batch_not_divisible_names_the_keys():
+    config = load_config(CONFIGS / "pretrain.yaml", ["train.micro_batch_size=48"])
+    with pytest.raises(ConfigError, match=r"train.global_batch_size: 128 is not divisible by world size x train.micro_batch_size \(2 x 48\)"):
+        batch_geometry(config.train, 2)

@@ -1,0 +1,104 @@
+"""Bad configs and inputs end a run with one clear line, a non-zero exit and no output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from launch import ROOT, TRAIN, check, launch
+from launcher.distributed import detect_context, free_port
+from conftest import CONFIGS, TINY, pretrain_overrides
+
+
+def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exactly one error line from our ranks (rank 0's); torchrun adds its own failure report after it."""
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    if "torch.distributed.elastic" not in result.stderr:  # without torchrun: nothing but our line
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "override, fragments, code",
+    [
+        ("train.zero_stag=1", ("pretrain.yaml: train.zero_stag: unknown key",), 2),
+        ("train.zero_stage=7", ("train.zero_stage: Input should be 0, 1, 2 or 3",), 2),
+        ("train.precision=fp64", ("train.precision",), 2),
+    ],
+)
+def test_bad_config(tmp_path, override, fragments, code):
+    result = launch([str(CONFIGS / "pretrain.yaml")], [f"run_dir={tmp_path / 'run'}", override], nproc=2)
+    one_error_line(result, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_corpus_file(tmp_path):
+    result = launch([str(CONFIGS / "pretrain.yaml")], [f"run_dir={tmp_path / 'run'}", f"data.corpus={tmp_path / 'none.txt'}"],
+                    launcher="python")
+    assert result.returncode == 1
+    one_error_line(result, "none.txt: corpus not found")
+    assert not (tmp_path / "run").exists()
+
+
+def test_global_batch_not_divisible_by_world_size(world, tmp_path):
+    overrides = pretrain_overrides(world, tmp_path / "run", "train.micro_batch_size=3")
+    one_error_line(launch([str(CONFIGS / "pretrain.yaml")], overrides, nproc=2),
+                   "train.global_batch_size: 8 is not divisible by world size x train.micro_batch_size (2 x 3)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_whose_vocabulary_does_not_fit_the_questions(world, finetuned, tmp_path):
+    questions = tmp_path / "questions.tsv"
+    fine = (world / "birth_dev.tsv").read_text(encoding="utf-8").splitlines()[0]
+    questions.write_text(f"{fine}\nWhere was Zoë born?\tQuébec\n", encoding="utf-8")
+    overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={finetuned / 'export'}", f"eval.questions={questions}", *TINY]
+    one_error_line(launch([str(CONFIGS / "evaluate.yaml")], overrides, nproc=2),
+                   "questions.tsv:2: character 'ë' (U+00EB) is not in the vocabulary")
+    assert not (tmp_path / "run").exists()  # nothing written: no predictions, no accuracy
+
+
+def test_init_from_with_another_variant(world, finetuned, tmp_path):
+    overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={finetuned / 'export'}",
+                 f"data.finetune={world / 'birth_places_train.tsv'}", *TINY, "model.variant=rope"]
+    one_error_line(launch([str(CONFIGS / "finetune.yaml")], overrides, launcher="python"),
+                   "init_from:", "variant='vanilla' but model.variant is 'rope'")
+
+
+def test_init_from_that_is_not_an_export(tmp_path):
+    overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={tmp_path}", f"eval.questions={tmp_path / 'q.tsv'}"]
+    one_error_line(launch([str(CONFIGS / "evaluate.yaml")], overrides, launcher="python"),
+                   "model.safetensors: not found: init_from must name an export directory")
+
+
+def test_rank_detection_from_each_launcher():
+    assert detect_context({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}).launcher == "launcher env"
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_TASKS_PER_NODE": "4(x2)", "SLURM_JOB_ID": "77"}
+    context = detect_context(env)
+    assert (context.rank, context.world_size, context.local_rank, context.local_world_size, context.launcher) == (5, 8, 1, 4, "slurm")
+    assert env["RANK"] == "5" and env["WORLD_SIZE"] == "8" and env["MASTER_PORT"] == "20077"
+    single = detect_context({})
+    assert (single.rank, single.world_size, single.launcher) == (0, 1, "single")
+
+
+def test_srun_style_launch_trains_on_two_ranks(world, tmp_path):
+    """Two processes given only SLURM's variables (as srun sets them) form a world of 2."""
+    port = str(free_port())
+    overrides = pretrain_overrides(world, tmp_path / "run", "train.max_steps=2")
+    processes = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env.update(SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_LOCALID=str(rank), SLURM_TASKS_PER_NODE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1")
+        processes.append(subprocess.Popen([sys.executable, TRAIN, "--config", str(CONFIGS / "pretrain.yaml"), "--set", *overrides],
+                                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-3000:]
+    assert "world size 2 (slurm)" in outputs[0][0]
+    assert outputs[1][0] == ""  # rank 1 prints nothing
