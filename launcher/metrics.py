@@ -22,8 +22,10 @@ class RunLogger:
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        self.bar = tqdm(total=total_steps, initial=initial_step, desc=phase, unit="step", file=sys.stderr,
-                        dynamic_ncols=True, mininterval=1.0)
+        self.bar = None
+        if total_steps:  # evaluation logs scalars but has no steps to show
+            self.bar = tqdm(total=total_steps, initial=initial_step, desc=phase, unit="step", file=sys.stderr,
+                            dynamic_ncols=True, mininterval=1.0)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -32,7 +34,7 @@ class RunLogger:
             self.writer.add_scalar(tag, value, step)
         self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self.jsonl.flush()
-        if "train/loss" in values:
+        if self.bar is not None and "train/loss" in values:
             self.bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values.get('train/lr', 0):.2e}")
 
     def text(self, tag: str, markdown: str, step: int) -> None:
@@ -40,12 +42,13 @@ class RunLogger:
             self.writer.add_text(tag, markdown, step)
 
     def advance(self, steps: int = 1) -> None:
-        if self.enabled:
+        if self.enabled and self.bar is not None:
             self.bar.update(steps)
 
     def close(self) -> None:
         if self.enabled:
-            self.bar.close()
+            if self.bar is not None:
+                self.bar.close()
             self.writer.close()
             self.jsonl.close()
 

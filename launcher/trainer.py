@@ -98,23 +98,14 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
         lr = train_cfg.learning_rate * lr_multiplier(tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
         set_learning_rate(engine, lr)
         logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
-        loss_sum = torch.zeros((), device=device)
-        grad_norm = None
-        for micro_step in range(accumulation):
-            torch.manual_seed(micro_batch_seed(config.seed, int(stream.my_positions()[0])))
-            x, y = (t.to(device, non_blocking=True) for t in stream.next_micro_batch())
-            _, loss = engine(x, y)
-            engine.backward(loss)
-            if logging_step and micro_step == accumulation - 1 and not engine_reports_grad_norm(train_cfg):
-                grad_norm = gradient_norm(engine.module)  # averaged by backward, not yet clipped
-            engine.step()
-            loss_sum += loss.detach()
+        measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
+        loss, grad_norm = optimizer_step(engine, stream, config.seed, device, measure_norm)
         step += 1
         tokens += schedule.tokens_per_step
         window_tokens += schedule.tokens_per_step
         logger.advance()
         if logging_step:
-            loss_value = global_mean(loss_sum / accumulation, context)  # the only sync: at log steps
+            loss_value = global_mean(loss, context)  # the only sync: at log steps
             elapsed = time.perf_counter() - window_start
             if grad_norm is None:
                 grad_norm = engine.get_global_grad_norm()
@@ -132,6 +123,29 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
         last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
     logger.close()
     return engine, last_saved
+
+
+def optimizer_step(engine, stream: ShardedExampleStream, seed: int, device: torch.device,
+                   measure_grad_norm: bool) -> tuple[torch.Tensor, float | None]:
+    """One optimizer step over this rank's accumulation micro-batches: (mean loss, grad norm or None).
+
+    Each micro-batch's dropout is seeded by its global stream position. DeepSpeed averages the
+    gradients and steps the optimizer on the last micro-batch; the norm, where the engine does not
+    report it, is read after that backward (averaged, not yet clipped).
+    """
+    accumulation = engine.gradient_accumulation_steps()
+    loss_sum = torch.zeros((), device=device)
+    grad_norm = None
+    for micro_step in range(accumulation):
+        torch.manual_seed(micro_batch_seed(seed, int(stream.my_positions()[0])))
+        x, y = (t.to(device, non_blocking=True) for t in stream.next_micro_batch())
+        _, loss = engine(x, y)
+        engine.backward(loss)
+        if measure_grad_norm and micro_step == accumulation - 1:
+            grad_norm = gradient_norm(engine.module)
+        engine.step()
+        loss_sum += loss.detach()
+    return loss_sum / accumulation, grad_norm
 
 
 def save(engine, directory: Path, step: int, tokens: int, stream: ShardedExampleStream, vocab: Vocabulary,

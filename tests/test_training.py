@@ -23,6 +23,31 @@ def test_each_zero_stage_trains_on_two_ranks_like_one(pretrain_runs, stage):
         assert math.isclose(two[step], one[step], rel_tol=1e-4), (step, two[step], one[step])
 
 
+def test_learning_rate_follows_spec_schedule_with_global_tokens(world, pretrain_runs):
+    """lr(step) = base x multiplier(tokens of the global batches so far), at 1 and 2 ranks alike."""
+    from launcher.schedule import lr_multiplier
+
+    documents = len((world / "wiki.txt").read_text(encoding="utf-8").splitlines())
+    final_tokens = 200 * documents * 64  # SPEC's default, block_size 64 here
+    for run in ("1rank", "zero2"):
+        for m in metrics(pretrain_runs[run]):
+            tokens = m["step"] * 8 * 63  # global batch 8 x (block_size - 1) target positions
+            assert m["train/lr"] == pytest.approx(3e-3 * lr_multiplier(tokens, 512 * 20, final_tokens), rel=1e-9)
+
+
+def test_checkpoints_every_n_steps_with_client_state(pretrain_runs):
+    directory = pretrain_runs["zero1"] / "checkpoints"
+    tags = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    assert tags == ["step00000003", "step00000006", "step00000008"]
+    assert all((directory / tag / "complete.json").is_file() for tag in tags)
+    assert (directory / "latest").read_text() == "step00000008"
+    state = torch.load(directory / "step00000006" / "mp_rank_00_model_states.pt", weights_only=False)
+    assert state["step"] == 6 and state["tokens"] == 6 * 8 * 63
+    assert state["loader"]["position"] == 6 * 8
+    assert {"torch", "numpy", "python"} <= set(state["rng"]) and '"itos"' in state["vocab"]
+    assert "phase: pretrain" in state["config"]
+
+
 def test_only_rank_zero_writes(pretrain_runs):
     run = pretrain_runs["zero2"]
     assert [m["step"] for m in metrics(run)] == list(range(1, STEPS + 1))  # each step logged once
