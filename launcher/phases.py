@@ -101,8 +101,9 @@ def pretrain(config: RunConfig, context: DistributedContext, device: torch.devic
     final_tokens = config.train.final_tokens or default_final_tokens(len(corpus), config.data.block_size)
     schedule = trainer.plan(config, len(corpus), final_tokens)
     prepare_run_dir(config, context)
-    engine, final = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
-    finish_training(config, context, engine, final, gpt_config, vocab, len(corpus))
+    engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
+    if finished:
+        finish_training(config, context, engine, final, gpt_config, vocab, len(corpus))
 
 
 def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> None:
@@ -123,7 +124,9 @@ def finetune(config: RunConfig, context: DistributedContext, device: torch.devic
     final_tokens = config.train.final_tokens or default_final_tokens(pretraining_documents, config.data.block_size)
     schedule = trainer.plan(config, len(names), final_tokens)
     prepare_run_dir(config, context)
-    engine, final = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
+    engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
+    if not finished:
+        return
     export_dir = finish_training(config, context, engine, final, gpt_config, vocab, pretraining_documents)
     if questions is not None:
         run_evaluation(config, context, device, read_export(export_dir), questions, final.step)

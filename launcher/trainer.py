@@ -24,6 +24,7 @@ from launcher.config import RunConfig, to_yaml
 from launcher.distributed import DistributedContext
 from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
 from launcher.metrics import RunLogger, print_main
+from launcher.preemption import StopRequest
 from launcher.schedule import lr_multiplier
 from model import GPT
 
@@ -69,7 +70,11 @@ def global_mean(value: torch.Tensor, context: DistributedContext) -> float:
 
 def train(config: RunConfig, context: DistributedContext, device: torch.device, model: GPT,
           stream: ShardedExampleStream, vocab: Vocabulary, schedule: Schedule, logger_factory):
-    """Run (or resume) the phase's optimizer steps; returns the engine and its final complete checkpoint."""
+    """Run (or resume) the phase's optimizer steps.
+
+    Returns the engine, its last complete checkpoint and whether the phase finished; after a stop
+    signal it saves at the step the ranks agreed on and returns unfinished.
+    """
     train_cfg = config.train
     directory = Path(config.run_dir) / "checkpoints"
     resume = checkpoint.find_latest(directory) if train_cfg.resume == "auto" else None
@@ -91,6 +96,7 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
         + (f" (resumed from {resume.tag})" if resume is not None else "")
     ))
     logger: RunLogger = logger_factory(schedule.total_steps, step)
+    stop = StopRequest(context)
     last_saved = resume
     window_tokens, window_start = 0, time.perf_counter()
     engine.train()
@@ -119,10 +125,16 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
             window_tokens, window_start = 0, time.perf_counter()
         if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
             last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+        if step < schedule.total_steps and stop.agreed():
+            break
     if last_saved is None or last_saved.step != step:
         last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
     logger.close()
-    return engine, last_saved
+    finished = step == schedule.total_steps
+    if not finished:
+        print_main(context, f"{config.phase}: stop signal, checkpoint {last_saved.tag} saved; resume continues from step {step}")
+    stop.restore_default_handlers()
+    return engine, last_saved, finished
 
 
 def optimizer_step(engine, stream: ShardedExampleStream, seed: int, device: torch.device,

@@ -1,0 +1,43 @@
+"""A stop signal to any one rank stops every rank after the same step, with a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from conftest import CONFIGS, pretrain_overrides
+from launch import ROOT, TRAIN, losses
+from launcher.distributed import free_port
+
+
+def test_sigterm_to_one_rank_stops_both_at_the_same_step(world, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               TRAIN, "--config", str(CONFIGS / "pretrain.yaml"), "--set",
+               *pretrain_overrides(world, run, "train.max_steps=100000", "train.log_every=1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    agent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not ((run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 3):
+            assert time.time() < deadline and agent.poll() is None, agent.communicate()[1][-3000:]
+            time.sleep(0.5)
+        workers = sorted(psutil.Process(agent.pid).children(), key=lambda p: p.environ().get("RANK", ""))
+        rank1 = next(p for p in workers if p.environ().get("RANK") == "1")
+        rank1.send_signal(signal.SIGTERM)  # rank 0 gets nothing
+        stdout, stderr = agent.communicate(timeout=120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, stderr[-3000:]  # both workers exited cleanly
+    stopped = int(stdout.split("checkpoint step")[1][:8])
+    assert (run / "checkpoints" / "latest").read_text() == f"step{stopped:08d}"
+    assert max(losses(run)) == stopped and not (run / "export").exists()  # unfinished: no export
+    marker = json.loads((run / "checkpoints" / f"step{stopped:08d}" / "complete.json").read_text())
+    assert marker["world_size"] == 2 and marker["step"] == stopped
