@@ -74,10 +74,9 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a crash never leaves a truncated vocab.json beside a checkpoint."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
+        from data.atomic import write_text_atomically
+
+        write_text_atomically(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str, source: str = "<vocab>") -> "Vocabulary":

@@ -10,12 +10,12 @@ checkpoint to DeepSpeed's universal format (ds_to_universal), which every world 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.atomic import write_text_atomically
 from launcher.distributed import DistributedContext, barrier
 
 COMPLETE = "complete.json"
@@ -35,12 +35,6 @@ class CheckpointInfo:
         return self.directory / self.tag
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save(engine, directory: Path, step: int, client_state: dict, context: DistributedContext, zero_stage: int) -> CheckpointInfo:
     tag = f"step{step:08d}"
     engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=False)
@@ -48,8 +42,8 @@ def save(engine, directory: Path, step: int, client_state: dict, context: Distri
     info = CheckpointInfo(directory, tag, step, context.world_size, zero_stage)
     if context.is_main:
         marker = {"step": step, "world_size": context.world_size, "zero_stage": zero_stage}
-        write_atomically(info.path / COMPLETE, json.dumps(marker))
-        write_atomically(directory / LATEST, tag)
+        write_text_atomically(info.path / COMPLETE, json.dumps(marker))
+        write_text_atomically(directory / LATEST, tag)
     barrier()
     return info
 
@@ -92,7 +86,7 @@ def convert_to_universal(info: CheckpointInfo, context: DistributedContext) -> s
             ],
             check=True, capture_output=True,
         )
-        write_atomically(info.directory / universal / COMPLETE, (info.path / COMPLETE).read_text(encoding="utf-8"))
+        write_text_atomically(info.directory / universal / COMPLETE, (info.path / COMPLETE).read_text(encoding="utf-8"))
     barrier()
     return universal
 

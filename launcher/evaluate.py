@@ -7,12 +7,12 @@ Outputs are written under temporary names and renamed, so a failure leaves no pa
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from data.atomic import write_text_atomically
 from data.birthplaces import Question
 from data.vocab import MASK, Vocabulary
 from launcher.distributed import DistributedContext
@@ -68,12 +68,6 @@ def score(predictions: list[str], questions: list[Question]) -> Score | None:
     if questions[0].answer is None:
         return None
     return Score(sum(p == q.answer for p, q in zip(predictions, questions)), len(questions))
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_results(run_dir: Path, predictions_name: str, predictions: list[str], result: Score | None) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from data.atomic import atomic_directory
 from data.errors import DataError
 from data.vocab import Vocabulary
 from launcher.checkpoint import CheckpointInfo
@@ -51,17 +50,12 @@ def consolidated_fp32(engine, checkpoint: CheckpointInfo, precision: str) -> dic
 
 def write_export(directory: Path, state_dict: dict[str, torch.Tensor], config: GPTConfig, vocab: Vocabulary, pretraining_documents: int) -> None:
     """Written under a temporary name and renamed, so a reader never sees half an export."""
-    staging = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, staging / WEIGHTS, metadata={"format": "pt"})
-    vocab.save(staging / VOCAB)
-    meta = {"model": config.to_dict(), "pretraining_documents": pretraining_documents}
-    (staging / MODEL).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(staging, directory)
+    with atomic_directory(directory, overwrite=True) as staging:
+        tensors = {k: v.detach().float().contiguous().cpu() for k, v in state_dict.items()}
+        save_file(tensors, staging / WEIGHTS, metadata={"format": "pt"})
+        vocab.save(staging / VOCAB)
+        meta = {"model": config.to_dict(), "pretraining_documents": pretraining_documents}
+        (staging / MODEL).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def read_export(directory: Path) -> Export:

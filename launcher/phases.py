@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from data.atomic import write_text_atomically
 from data.birthplaces import Question, check_in_vocabulary, read_questions
 from data.corpus import DocumentCorpus
 from data.errors import DataError
@@ -20,7 +21,6 @@ from launcher import evaluate, trainer
 from launcher.config import ConfigError, RunConfig, to_yaml
 from launcher.distributed import DistributedContext, barrier
 from launcher.engine import batch_geometry
-from launcher.evaluate import write_text_atomically
 from launcher.export import Export, consolidated_fp32, read_export, write_export
 from launcher.metrics import RunLogger, print_main
 from launcher.schedule import default_final_tokens
@@ -151,7 +151,7 @@ def load_questions(config: RunConfig, vocab: Vocabulary) -> list[Question]:
     path = Path(config.eval.questions)
     questions = read_questions(path, require_answers=False)
     check_in_vocabulary(questions, vocab, str(path))
-    context_length = config.data.block_size - (1 if config.model.variant == "synthesizer" else 0)
+    context_length = model_config(config, vocab).context_length
     for q in questions:
         if len(q.text) + 1 > context_length:
             raise DataError(str(path), f"question of {len(q.text)} characters; the model's context of "

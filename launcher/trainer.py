@@ -20,7 +20,7 @@ import torch
 from data.stream import ShardedExampleStream
 from data.vocab import Vocabulary
 from launcher import checkpoint
-from launcher.config import RunConfig, to_yaml
+from launcher.config import ConfigError, RunConfig, to_yaml
 from launcher.distributed import DistributedContext
 from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
 from launcher.metrics import RunLogger, print_main
@@ -174,8 +174,6 @@ def save(engine, directory: Path, step: int, tokens: int, stream: ShardedExample
 
 
 def checkpoint_stage_error(info: checkpoint.CheckpointInfo, stage: int) -> Exception:
-    from launcher.config import ConfigError
-
     return ConfigError(
         f"train.zero_stage: {info.path} was saved at ZeRO stage {info.zero_stage}, not {stage}; "
         f"resume with train.zero_stage={info.zero_stage}, or start a new run_dir from its export with init_from"

@@ -57,6 +57,11 @@ run_phase() {
   if (( gpus > 0 )); then procs=$gpus
   else procs=${SLURM_NTASKS_PER_NODE:-1}; procs=${procs%%(*}
   fi
+  # Threads per process from the job's CPUs, not the machine's: nodes can be shared (and on the
+  # emulated cluster both "nodes" are one machine), where oversubscribing cores costs 6x here.
+  if [[ -n ${SLURM_CPUS_PER_TASK:-} && -z ${OMP_NUM_THREADS:-} ]]; then
+    export OMP_NUM_THREADS=$(( SLURM_CPUS_PER_TASK / procs > 0 ? SLURM_CPUS_PER_TASK / procs : 1 ))
+  fi
   local port=$(( 20000 + SLURM_JOB_ID % 20000 ))
   echo "spangpt: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) $nodes node(s) x $procs process(es) on" \
        "${DS_ACCELERATOR}; run_dir $RUN_DIR"

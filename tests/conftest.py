@@ -89,7 +89,7 @@ def pretrain_runs(world, tmp_path_factory) -> dict[str, Path]:
         result = check(launch([str(CONFIGS / "pretrain.yaml")],
                               pretrain_overrides(world, out[f"zero{stage}"], f"train.zero_stage={stage}", *extra),
                               nproc=2, launcher=launcher))
-        assert f"world size 2" in result.stdout and f"ZeRO {stage}" in result.stdout
+        assert "world size 2" in result.stdout and f"ZeRO {stage}" in result.stdout
     return out
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from launch import ROOT, TRAIN, check, launch
+from launch import ROOT, TRAIN, launch
 from launcher.distributed import detect_context, free_port
 from conftest import CONFIGS, TINY, pretrain_overrides
 
