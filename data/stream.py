@@ -129,9 +129,6 @@ class ShardedDocumentStream(ShardedExampleStream):
     def documents_per_epoch(self) -> int:
         return self.num_items
 
-    def documents_at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.items_at(positions)
-
     def corrupted_example(self, epoch: int, document: int) -> Example:
         text, _ = corrupt_document(self.corpus.document(document), self.block_size, example_rng(self.seed, epoch, document))
         return shift_pair(self.vocab.encode(text))

@@ -107,10 +107,10 @@ def pretrain(config: RunConfig, context: DistributedContext, device: torch.devic
 
 
 def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> None:
-    corpus_vocab = corpus_and_vocab(Path(config.data.corpus)) if config.data.corpus else None
-    export = checked_export(config, corpus_vocab[1] if corpus_vocab else None) if config.init_from else None
-    vocab = export.vocab if export else corpus_vocab[1]
-    pretraining_documents = export.pretraining_documents if export else len(corpus_vocab[0])
+    corpus, corpus_vocab = corpus_and_vocab(Path(config.data.corpus)) if config.data.corpus else (None, None)
+    export = checked_export(config, corpus_vocab) if config.init_from else None
+    vocab = export.vocab if export else corpus_vocab
+    pretraining_documents = export.pretraining_documents if export else len(corpus)
     path = Path(config.data.finetune)
     names = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
     questions = load_questions(config, vocab) if config.eval.questions else None

@@ -63,7 +63,7 @@ def test_ranks_read_disjoint_shares_that_cover_each_global_batch(corpus, world_s
         for b in range(a + 1, world_size):
             assert not set(reads[a]) & set(reads[b])
     positions = np.arange(batches * GLOBAL_BATCH)
-    _, expected = ranks[0].documents_at(positions)
+    _, expected = ranks[0].items_at(positions)
     assert sorted(sum(reads, [])) == sorted(expected.tolist())  # exact cover, nothing read twice
 
 
@@ -78,18 +78,18 @@ def test_each_epoch_visits_every_document_once_in_a_new_order(corpus):
     stream = ShardedDocumentStream(path, vocab, BLOCK, 4, seed=3)
     n = stream.documents_per_epoch
     assert n == len(documents) == 103  # empty lines are not documents
-    epochs, docs = stream.documents_at(np.arange(3 * n))
+    epochs, docs = stream.items_at(np.arange(3 * n))
     orders = [docs[epochs == e].tolist() for e in range(3)]
     assert all(sorted(order) == list(range(n)) for order in orders)
     assert orders[0] != orders[1] != orders[2]
-    other_seed = ShardedDocumentStream(path, vocab, BLOCK, 4, seed=4).documents_at(np.arange(n))[1]
+    other_seed = ShardedDocumentStream(path, vocab, BLOCK, 4, seed=4).items_at(np.arange(n))[1]
     assert other_seed.tolist() != orders[0]
 
 
 def test_examples_are_span_corruptions_of_the_right_documents(corpus):
     path, vocab, documents = corpus
     stream = ShardedDocumentStream(path, vocab, BLOCK, 8)
-    _, docs = stream.documents_at(np.arange(8))
+    _, docs = stream.items_at(np.arange(8))
     x, y = stream.next_micro_batch()
     assert x.shape == y.shape == (8, BLOCK - 1) and torch.equal(x[:, 1:], y[:, :-1])
     for row, doc in zip(x, docs):
