@@ -28,13 +28,21 @@ def deepspeed_config(train: TrainConfig, world_size: int, load_universal: bool =
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": train.grad_clip,
-        "zero_optimization": {"stage": train.zero_stage},
+        "zero_optimization": zero_optimization(train.zero_stage),
         "bf16": {"enabled": train.precision == "bf16"},
         "fp16": {"enabled": train.precision == "fp16"},
         "steps_per_print": 2**31 - 1,  # no per-step lines; we log our own metrics
         "wall_clock_breakdown": False,
         "checkpoint": {"load_universal": load_universal},
     }
+
+
+def zero_optimization(stage: int) -> dict:
+    """ZeRO-3 partitions every parameter: DeepSpeed's default keeps tensors under 1e5 elements whole on
+    every rank (to save gathers), which at n_embd 256 is every attention weight - a third of the model."""
+    if stage == 3:
+        return {"stage": 3, "stage3_param_persistence_threshold": 0}
+    return {"stage": stage}
 
 
 def adamw(model: GPT, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -59,7 +67,28 @@ def build_engine(model: GPT, train: TrainConfig, context: DistributedContext, de
             config=deepspeed_config(train, context.world_size, load_universal),
             dist_init_required=False,
         )
+    if train.zero_stage == 3 and train.precision == "fp32":
+        share_fp32_master_partitions(engine.optimizer)
+    if train.compile:
+        engine.compile()  # compiles the module in place: parameter names (checkpoints, exports) stay the same
     return engine
+
+
+def share_fp32_master_partitions(optimizer) -> None:
+    """ZeRO-3 in fp32: let the optimizer's master partition be the parameter partition, not a copy.
+
+    DeepSpeed means to share them when dtype and device match (stage3.py, _create_fp32_partitions),
+    but compares a torch.device with a device-name string, which is never equal, so every rank
+    keeps a second fp32 copy of its partition (1/8 of ZeRO-0's state). We complete that branch:
+    after each step DeepSpeed copies master into parameters, which is then a copy onto itself.
+    """
+    masters = getattr(optimizer, "fp32_partitioned_groups_flat", None)
+    partitions = getattr(optimizer, "fp16_partitioned_groups_flat", None)
+    if masters is None or partitions is None:
+        return  # another DeepSpeed layout: keep its copies
+    for master, partition in zip(masters, partitions):
+        if master.dtype == partition.dtype and master.shape == partition.shape and master.device == partition.device:
+            master.data = partition.data
 
 
 def engine_reports_grad_norm(train: TrainConfig) -> bool:
