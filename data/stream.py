@@ -79,7 +79,11 @@ class ShardedExampleStream:
         return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
     def my_positions(self) -> np.ndarray:
-        start = self.position + self.rank * self.micro_batch_size
+        return self.positions_at(self.position)
+
+    def positions_at(self, position: int) -> np.ndarray:
+        """This rank's share of the micro-step that starts at global `position`."""
+        start = position + self.rank * self.micro_batch_size
         return np.arange(start, start + self.micro_batch_size, dtype=np.int64)
 
     def next_micro_batch(self) -> Example:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_BASE_DEPTH = 16
 
@@ -31,6 +31,15 @@ class DataConfig(Section):
     corpus: Path | None = Field(None, description="pretraining corpus: a text file or a data.prepare directory")
     finetune: Path | None = Field(None, description="question<TAB>place file to finetune on")
     block_size: int = Field(128, ge=8, description="characters per example (SPEC: 128)")
+    prefetch: Literal["auto"] | bool = Field(
+        "auto", description="build micro-batches ahead on a thread, pinned (on/off); auto: on GPUs, off on CPUs where every core computes")
+
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def prefetch_choice(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):  # YAML reads on/off as booleans
+            return value
+        raise ValueError("expected auto, on or off")
 
 
 class ModelSection(Section):
@@ -55,6 +64,7 @@ class TrainConfig(Section):
     final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
     zero_stage: Literal[0, 1, 2, 3] = 0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
     log_every: int = Field(10, ge=1)
     resume: Literal["auto", "never"] = "auto"
@@ -169,7 +179,7 @@ def describe_error(error: dict[str, Any]) -> str:
         return f"{key}: required"
     if not key:  # cross-field checks already name their key
         return error["msg"].removeprefix("Value error, ")
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+    return f"{key}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"
 
 
 def fill_placeholders(config: RunConfig) -> RunConfig:

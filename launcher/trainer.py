@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.prefetch import Loader, micro_batch_loader
 from data.stream import ShardedExampleStream
 from data.vocab import Vocabulary
 from launcher import checkpoint
@@ -99,34 +100,37 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
     stop = StopRequest(context)
     last_saved = resume
     window_tokens, window_start = 0, time.perf_counter()
-    engine.train()
-    while step < schedule.total_steps:
-        lr = train_cfg.learning_rate * lr_multiplier(tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
-        set_learning_rate(engine, lr)
-        logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
-        measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
-        loss, grad_norm = optimizer_step(engine, stream, config.seed, device, measure_norm)
-        step += 1
-        tokens += schedule.tokens_per_step
-        window_tokens += schedule.tokens_per_step
-        logger.advance()
-        if logging_step:
-            loss_value = global_mean(loss, context)  # the only sync: at log steps
-            elapsed = time.perf_counter() - window_start
-            if grad_norm is None:
-                grad_norm = engine.get_global_grad_norm()
-            logger.scalars(step, {
-                "train/loss": loss_value,
-                "train/lr": lr,
-                "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                "train/tokens_per_second": window_tokens / max(elapsed, 1e-9),
-                "train/epoch": stream.epoch,
-            })
-            window_tokens, window_start = 0, time.perf_counter()
-        if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
-            last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
-        if step < schedule.total_steps and stop.agreed():
-            break
+    prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
+    with micro_batch_loader(stream, prefetch, pin_memory=device.type == "cuda") as loader:
+        engine.train()
+        while step < schedule.total_steps:
+            lr = train_cfg.learning_rate * lr_multiplier(
+                tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
+            set_learning_rate(engine, lr)
+            logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
+            measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
+            loss, grad_norm = optimizer_step(engine, loader, config.seed, device, measure_norm)
+            step += 1
+            tokens += schedule.tokens_per_step
+            window_tokens += schedule.tokens_per_step
+            logger.advance()
+            if logging_step:
+                loss_value = global_mean(loss, context)  # the only sync: at log steps
+                elapsed = time.perf_counter() - window_start
+                if grad_norm is None:
+                    grad_norm = engine.get_global_grad_norm()
+                logger.scalars(step, {
+                    "train/loss": loss_value,
+                    "train/lr": lr,
+                    "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                    "train/tokens_per_second": window_tokens / max(elapsed, 1e-9),
+                    "train/epoch": stream.epoch,
+                })
+                window_tokens, window_start = 0, time.perf_counter()
+            if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
+                last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+            if step < schedule.total_steps and stop.agreed():
+                break
     if last_saved is None or last_saved.step != step:
         last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
     logger.close()
@@ -137,7 +141,7 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
     return engine, last_saved, finished
 
 
-def optimizer_step(engine, stream: ShardedExampleStream, seed: int, device: torch.device,
+def optimizer_step(engine, loader: Loader, seed: int, device: torch.device,
                    measure_grad_norm: bool) -> tuple[torch.Tensor, float | None]:
     """One optimizer step over this rank's accumulation micro-batches: (mean loss, grad norm or None).
 
@@ -149,8 +153,9 @@ def optimizer_step(engine, stream: ShardedExampleStream, seed: int, device: torc
     loss_sum = torch.zeros((), device=device)
     grad_norm = None
     for micro_step in range(accumulation):
-        torch.manual_seed(micro_batch_seed(seed, int(stream.my_positions()[0])))
-        x, y = (t.to(device, non_blocking=True) for t in stream.next_micro_batch())
+        position, x, y = loader.next_micro_batch()
+        torch.manual_seed(micro_batch_seed(seed, position))
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         _, loss = engine(x, y)
         engine.backward(loss)
         if measure_grad_norm and micro_step == accumulation - 1:

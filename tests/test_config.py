@@ -57,6 +57,7 @@ def test_overrides_keep_types_and_the_resolved_config_round_trips(tmp_path):
         (["data.corpus=null"], "data.corpus: required to pretrain"),
         (["run_dir=runs/{nope}"], "run_dir: unknown placeholder"),
         (["train.zero_stage"], "--set train.zero_stage: expected key=value"),
+        (["data.prefetch=maybe"], "data.prefetch: expected auto, on or off (got 'maybe')"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(overrides, message):
@@ -88,3 +89,9 @@ def test_global_batch_not_divisible_names_the_keys():
     config = load_config(CONFIGS / "pretrain.yaml", ["train.micro_batch_size=48"])
     with pytest.raises(ConfigError, match=r"train.global_batch_size: 128 is not divisible by world size x train.micro_batch_size \(2 x 48\)"):
         batch_geometry(config.train, 2)
+
+
+def test_prefetch_reads_on_and_off():
+    assert load_config(CONFIGS / "pretrain.yaml").data.prefetch == "auto"
+    assert load_config(CONFIGS / "pretrain.yaml", ["data.prefetch=on"]).data.prefetch is True
+    assert load_config(CONFIGS / "pretrain.yaml", ["data.prefetch=off"]).data.prefetch is False
