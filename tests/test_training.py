@@ -65,7 +65,7 @@ def test_exports_agree_across_stages_and_world_sizes(pretrain_runs):
             assert torch.allclose(tensor, reference[name], atol=1e-4), (stage, name)
 
 
-@pytest.mark.parametrize("stage, resume_ranks", [(1, 2), (2, 1), (0, 1)])
+@pytest.mark.parametrize("stage, resume_ranks", [(1, 2), (2, 1), (0, 1), (3, 2)])
 def test_stop_and_resume_equals_uninterrupted(world, pretrain_runs, tmp_path, stage, resume_ranks):
     run = tmp_path / "run"
     first = pretrain_overrides(world, run, f"train.zero_stage={stage}", f"train.max_steps={STEPS // 2}")
@@ -82,6 +82,30 @@ def test_stop_and_resume_equals_uninterrupted(world, pretrain_runs, tmp_path, st
             assert resumed[step] == uninterrupted[step], step  # same world size: bit-identical
         else:
             assert math.isclose(resumed[step], uninterrupted[step], rel_tol=1e-4), step
+
+
+def test_prefetching_loader_trains_identically(world, pretrain_runs, tmp_path):
+    """data.prefetch=on builds batches on a thread (the GPU default): same batches, same losses, same state."""
+    run = tmp_path / "run"
+    check(launch([str(CONFIGS / "pretrain.yaml")], pretrain_overrides(world, run, "data.prefetch=on"), nproc=2))
+    assert losses(run) == losses(pretrain_runs["zero0"])
+    state = torch.load(next((run / "checkpoints").glob("step*/mp_rank_00_model_states.pt")), weights_only=False)
+    assert state["loader"]["position"] == STEPS * 8  # batches trained on, not batches built ahead
+
+
+def test_compiled_model_trains_like_eager(world, tmp_path):
+    """train.compile=true (torch.compile through DeepSpeed) gives the eager losses, and exports the same names."""
+    runs = {}
+    for compiled in (False, True):
+        runs[compiled] = tmp_path / f"compile-{compiled}"
+        overrides = pretrain_overrides(world, runs[compiled], "model.dropout=0", "train.max_steps=3",
+                                       f"train.compile={str(compiled).lower()}")
+        check(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"))
+    eager, compiled = losses(runs[False]), losses(runs[True])
+    assert sorted(compiled) == [1, 2, 3]
+    for step in eager:
+        assert math.isclose(compiled[step], eager[step], rel_tol=1e-5), step
+    assert load_file(runs[True] / "export" / "model.safetensors").keys() == load_file(runs[False] / "export" / "model.safetensors").keys()
 
 
 def evaluate(world: Path, export: Path, run_dir: Path, nproc: int, questions: str = "birth_dev.tsv"):
