@@ -10,7 +10,7 @@ DEEPSPEED := $(VENV)/bin/deepspeed
 DEMO_PROCS ?= 2
 DEMO_WORLD := worlds/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +32,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Speed and memory against baselines measured in the same run (bench/run.py; about 10 minutes on 2 cores)
+bench: setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache runs worlds
