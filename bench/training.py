@@ -3,14 +3,14 @@
 spangpt runs its real path (launcher/train.py: config, DeepSpeed engine, sharded loader, logging)
 for a few steps with `train.log_every=1`; every step's tokens per second come from metrics.jsonl.
 The baseline is bench/reference_train.py. The first steps of each run are warm-up (allocator,
-caches: 10-25% slow here) and left out; the median of the rest is the run's rate, so one step
-disturbed by the machine does not move it.
+caches: 10-25% slow here) and left out; the rate is tokens over time for the rest. Tokens are
+every target position of the global batch (128 x 127), as SPEC counts them, padding included, so
+both sides count the same work whatever each does with it.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -22,7 +22,8 @@ WARMUP_STEPS = 2
 def steady_rate(seconds: list[float], tokens_per_step: int) -> float:
     if len(seconds) <= WARMUP_STEPS:
         raise ValueError(f"need more than {WARMUP_STEPS} steps to measure past the warm-up")
-    return tokens_per_step / statistics.median(seconds[WARMUP_STEPS:])
+    measured = seconds[WARMUP_STEPS:]
+    return tokens_per_step * len(measured) / sum(measured)
 
 
 def spangpt_tokens_per_second(data: DataSet, run_dir: Path, ranks: int, threads: int, steps: int) -> float:

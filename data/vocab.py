@@ -21,6 +21,7 @@ from data.errors import DataError, describe_char
 PAD = "\u25a1"  # □, id 0; the loss ignores it
 MASK = "\u2047"  # ⁇, id 1; marks the span-corruption cut and the answer boundaries
 RESERVED = (PAD, MASK)
+PAD_ID = 0  # the id the loss ignores (GPT.forward's ignore_index)
 
 
 class Vocabulary:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.prefetch import Loader, micro_batch_loader
+from data.loader import Loader, micro_batch_loader
 from data.stream import ShardedExampleStream
 from data.vocab import Vocabulary
 from launcher import checkpoint

@@ -1,4 +1,4 @@
-"""The prefetching loader hands out exactly what in-step loading would, and keeps the stream's state honest."""
+"""Training micro-batches: padding cut without changing the math; prefetching equal to in-step loading."""
 
 from __future__ import annotations
 
@@ -7,9 +7,43 @@ import torch
 
 from data.corpus import DocumentCorpus
 from data.errors import DataError
-from data.prefetch import InStepLoader, PrefetchingLoader
+from data.loader import InStepLoader, PrefetchingLoader, trim_trailing_padding
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
+from model import GPT, GPTConfig
+
+
+def test_trimming_cuts_columns_whose_targets_are_all_padding():
+    y = torch.tensor([[5, 6, 0, 0, 0, 0], [5, 0, 7, 8, 0, 0]])
+    x = torch.arange(12).view(2, 6)
+    tx, ty = trim_trailing_padding(x, y)
+    assert torch.equal(ty, y[:, :4]) and torch.equal(tx, x[:, :4])
+    assert trim_trailing_padding(x, torch.zeros_like(y))[1].shape == (2, 1)  # never empty
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "synthesizer", "perceiver", "rope"])
+def test_trimmed_batches_give_the_loss_and_gradients_of_full_ones(variant):
+    """Causal attention and PAD-ignoring loss: the cut columns contribute nothing, for every variant."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=40, block_size=64, n_layer=4, n_head=4, n_embd=32, variant=variant, bottleneck_dim=8,
+                       embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT(config)
+    x = torch.randint(2, 40, (6, 63))
+    y = torch.randint(2, 40, (6, 63))
+    for row, length in enumerate([5, 12, 20, 3, 17, 9]):  # real targets end early, as in SPEC's examples
+        y[row, length:] = 0
+    results = []
+    for batch in ((x, y), trim_trailing_padding(x, y)):
+        model.zero_grad()
+        _, loss = model(*batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (full_loss, full_grads), (trimmed_loss, trimmed_grads) = results
+    assert trim_trailing_padding(x, y)[0].shape[1] == 20
+    assert torch.allclose(trimmed_loss, full_loss, rtol=1e-6)
+    for name, grad in full_grads.items():
+        other = trimmed_grads.get(name, torch.zeros_like(grad))
+        assert torch.allclose(other, grad, atol=1e-7, rtol=1e-5), name
 
 
 def stream_at(path, position: int) -> ShardedDocumentStream:
