@@ -33,7 +33,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Speed and memory against baselines measured in the same run (bench/run.py; about 10 minutes on 2 cores)
+# Speed and memory against baselines measured in the same run (bench/run.py; about 12 minutes on 2 cores)
 bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
 
