@@ -13,8 +13,12 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Replace `path` with `text` in one rename: readers see the old file or the new one, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, say: no half-written file, the old one untouched
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write ({exc.strerror}); the previous file is unchanged", str(path)) from None
 
 
 @contextlib.contextmanager

@@ -5,17 +5,29 @@ DeepSpeed writes each rank's shard; only when every rank has returned does rank 
 names a half-written checkpoint, and a run killed mid-save resumes from the previous one.
 ZeRO 1-3 checkpoints are tied to their world size; resuming at another one first converts the
 checkpoint to DeepSpeed's universal format (ds_to_universal), which every world size can load.
+
+DeepSpeed unpickles checkpoint files with torch.load(weights_only=False), which runs whatever code
+a pickle names. Before it (or the converter) reads a checkpoint, every file is loaded once with
+weights_only=True, allowing tensors, containers and DeepSpeed's three plain records; a file that
+names anything else is refused with an error and nothing in it runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from data.atomic import write_text_atomically
+from data.errors import DataError
 from launcher.distributed import DistributedContext, barrier
 
 COMPLETE = "complete.json"
@@ -37,7 +49,15 @@ class CheckpointInfo:
 
 def save(engine, directory: Path, step: int, client_state: dict, context: DistributedContext, zero_stage: int) -> CheckpointInfo:
     tag = f"step{step:08d}"
-    engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=False)
+    try:
+        engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=False)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        if context.is_main:
+            shutil.rmtree(directory / tag, ignore_errors=True)  # never referenced: no complete.json
+        previous = find_latest(directory)
+        kept = f"{previous.tag} is intact and resume continues from it" if previous else "no earlier checkpoint exists"
+        reason = write_failure(exc, directory)
+        raise DataError(str(directory / tag), f"cannot write this checkpoint ({reason}); {kept}") from None
     barrier()  # every rank's shard is on disk
     info = CheckpointInfo(directory, tag, step, context.world_size, zero_stage)
     if context.is_main:
@@ -46,6 +66,19 @@ def save(engine, directory: Path, step: int, client_state: dict, context: Distri
         write_text_atomically(directory / LATEST, tag)
     barrier()
     return info
+
+
+def write_failure(exc: BaseException, directory: Path) -> str:
+    """torch.save reports a full disk as an internal assertion; say what it means."""
+    if getattr(exc, "strerror", None):
+        return exc.strerror
+    try:
+        stats = os.statvfs(directory)
+        if stats.f_bavail * stats.f_frsize < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    return str(exc).splitlines()[0]
 
 
 def read_info(directory: Path, tag: str) -> CheckpointInfo | None:
@@ -91,9 +124,34 @@ def convert_to_universal(info: CheckpointInfo, context: DistributedContext) -> s
     return universal
 
 
+def deepspeed_records() -> list:
+    """The non-tensor classes DeepSpeed 0.19 pickles into ZeRO checkpoints: plain data, no code."""
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
+def refuse_code_in_pickles(path: Path) -> None:
+    """Load every checkpoint file under `path` with weights_only=True (memory-mapped, so cheap)."""
+    for file in sorted(path.rglob("*.pt")):
+        try:
+            with torch.serialization.safe_globals(deepspeed_records()):
+                torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            named = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", str(exc))
+            what = f"it names {named.group(1) or named.group(2)}" if named else str(exc).splitlines()[0][:200]
+            raise DataError(str(file), f"refusing to load this checkpoint file: {what}; only tensors, containers "
+                                       "and DeepSpeed's records may be unpickled") from None
+
+
 def load(engine, info: CheckpointInfo, context: DistributedContext) -> dict:
     """Restore model, optimizer and engine state; returns the client state saved with it."""
+    refuse_code_in_pickles(info.path)
     tag = convert_to_universal(info, context) if needs_universal(info, context.world_size) else info.tag
+    if tag != info.tag:
+        refuse_code_in_pickles(info.directory / tag)
     path, client_state = engine.load_checkpoint(
         str(info.directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=False
     )

@@ -67,7 +67,8 @@ class TrainConfig(Section):
     compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
     log_every: int = Field(10, ge=1)
-    resume: Literal["auto", "never"] = "auto"
+    resume: Literal["auto", "never", "required"] = Field(
+        "auto", description="auto: continue from run_dir's latest complete checkpoint if any; required: fail without one")
 
 
 class EvalConfig(Section):

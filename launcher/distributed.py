@@ -132,10 +132,17 @@ def start(context: DistributedContext, backend: str, timeout_minutes: float) -> 
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     share_cpu_threads(context)
     device = device_for(context)
+    timeout = datetime.timedelta(minutes=timeout_minutes)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and restart != "0":
+        # torchrun --max-restarts: the agent's store still holds the last round's addresses, and
+        # workers that read them fail to connect; a per-round key prefix keeps each round apart.
+        store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), context.world_size,
+                                           is_master=False, timeout=timeout)
+        torch.distributed.init_process_group(backend, store=torch.distributed.PrefixStore(f"spangpt/round{restart}", store),
+                                             rank=context.rank, world_size=context.world_size, timeout=timeout)
     with rank_zero_stdout(context):
-        deepspeed.init_distributed(
-            dist_backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes), dist_init_required=True
-        )
+        deepspeed.init_distributed(dist_backend=backend, timeout=timeout, dist_init_required=not torch.distributed.is_initialized())
     return device
 
 

@@ -17,7 +17,7 @@ from data.errors import DataError
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
-from launcher import evaluate, trainer
+from launcher import checkpoint, evaluate, trainer
 from launcher.config import ConfigError, RunConfig, to_yaml
 from launcher.distributed import DistributedContext, barrier
 from launcher.engine import batch_geometry
@@ -65,6 +65,9 @@ def checked_export(config: RunConfig, vocab: Vocabulary | None) -> Export:
 
 def prepare_run_dir(config: RunConfig, context: DistributedContext) -> Path:
     run_dir = Path(config.run_dir)
+    if config.phase != "evaluate" and config.train.resume == "required":
+        if checkpoint.find_latest(run_dir / "checkpoints") is None:
+            raise ConfigError(f"train.resume: required, but {run_dir / 'checkpoints'} holds no complete checkpoint")
     if context.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ cleanly. The CPU group keeps the check off the GPU: no device synchronisation pe
 
 from __future__ import annotations
 
+import datetime
 import signal
 
 import torch
@@ -17,10 +18,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopRequest:
-    def __init__(self, context: DistributedContext) -> None:
+    def __init__(self, context: DistributedContext, timeout_minutes: float) -> None:
         self.context = context
         self.received: int | None = None
-        self.group = torch.distributed.new_group(backend="gloo") if context.world_size > 1 else None
+        # the configured collective timeout, like the main group's: a dead peer ends the wait in minutes
+        timeout = datetime.timedelta(minutes=timeout_minutes)
+        self.group = torch.distributed.new_group(backend="gloo", timeout=timeout) if context.world_size > 1 else None
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
 

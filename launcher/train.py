@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         if context.is_main:
             print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # an output that cannot be written (full disk, read-only file system)
+        if context.is_main:
+            print(f"error: {exc.filename or 'output'}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         distributed.stop()
     return 0

@@ -52,12 +52,16 @@ def micro_batch_seed(seed: int, position: int) -> int:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors, strings and numbers only, so the checkpoint loads with weights_only=True."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached),
+            "python": random.getstate()}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     random.setstate(state["python"])
 
 
@@ -97,43 +101,45 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
         + (f" (resumed from {resume.tag})" if resume is not None else "")
     ))
     logger: RunLogger = logger_factory(schedule.total_steps, step)
-    stop = StopRequest(context)
-    last_saved = resume
-    window_tokens, window_start = 0, time.perf_counter()
-    prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
-    with micro_batch_loader(stream, prefetch, pin_memory=device.type == "cuda") as loader:
-        engine.train()
-        while step < schedule.total_steps:
-            lr = train_cfg.learning_rate * lr_multiplier(
-                tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
-            set_learning_rate(engine, lr)
-            logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
-            measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
-            loss, grad_norm = optimizer_step(engine, loader, config.seed, device, measure_norm)
-            step += 1
-            tokens += schedule.tokens_per_step
-            window_tokens += schedule.tokens_per_step
-            logger.advance()
-            if logging_step:
-                loss_value = global_mean(loss, context)  # the only sync: at log steps
-                elapsed = time.perf_counter() - window_start
-                if grad_norm is None:
-                    grad_norm = engine.get_global_grad_norm()
-                logger.scalars(step, {
-                    "train/loss": loss_value,
-                    "train/lr": lr,
-                    "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                    "train/tokens_per_second": window_tokens / max(elapsed, 1e-9),
-                    "train/epoch": stream.epoch,
-                })
-                window_tokens, window_start = 0, time.perf_counter()
-            if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
-                last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
-            if step < schedule.total_steps and stop.agreed():
-                break
-    if last_saved is None or last_saved.step != step:
-        last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
-    logger.close()
+    try:  # the progress bar ends its line even when training fails, so the error line stands alone
+        stop = StopRequest(context, config.distributed.timeout_minutes)
+        last_saved = resume
+        window_tokens, window_start = 0, time.perf_counter()
+        prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
+        with micro_batch_loader(stream, prefetch, pin_memory=device.type == "cuda") as loader:
+            engine.train()
+            while step < schedule.total_steps:
+                lr = train_cfg.learning_rate * lr_multiplier(
+                    tokens + schedule.tokens_per_step, train_cfg.warmup_tokens, schedule.final_tokens)
+                set_learning_rate(engine, lr)
+                logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
+                measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
+                loss, grad_norm = optimizer_step(engine, loader, config.seed, device, measure_norm)
+                step += 1
+                tokens += schedule.tokens_per_step
+                window_tokens += schedule.tokens_per_step
+                logger.advance()
+                if logging_step:
+                    loss_value = global_mean(loss, context)  # the only sync: at log steps
+                    elapsed = time.perf_counter() - window_start
+                    if grad_norm is None:
+                        grad_norm = engine.get_global_grad_norm()
+                    logger.scalars(step, {
+                        "train/loss": loss_value,
+                        "train/lr": lr,
+                        "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                        "train/tokens_per_second": window_tokens / max(elapsed, 1e-9),
+                        "train/epoch": stream.epoch,
+                    })
+                    window_tokens, window_start = 0, time.perf_counter()
+                if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
+                    last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+                if step < schedule.total_steps and stop.agreed():
+                    break
+        if last_saved is None or last_saved.step != step:
+            last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+    finally:
+        logger.close()
     finished = step == schedule.total_steps
     if not finished:
         print_main(context, f"{config.phase}: stop signal, checkpoint {last_saved.tag} saved; resume continues from step {step}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -71,10 +72,46 @@ def test_init_from_with_another_variant(world, finetuned, tmp_path):
                    "init_from:", "variant='vanilla' but model.variant is 'rope'")
 
 
+def test_init_from_with_another_vocabulary(world, finetuned, tmp_path):
+    corpus = tmp_path / "other.txt"
+    corpus.write_text("a corpus with other characters: 0123456789\n", encoding="utf-8")
+    overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={finetuned / 'export'}", f"data.corpus={corpus}",
+                 f"data.finetune={world / 'birth_places_train.tsv'}", *TINY]
+    one_error_line(launch([str(CONFIGS / "finetune.yaml")], overrides, launcher="python"),
+                   "init_from:", "differs from data.corpus's")
+    assert not (tmp_path / "run").exists()
+
+
 def test_init_from_that_is_not_an_export(tmp_path):
     overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={tmp_path}", f"eval.questions={tmp_path / 'q.tsv'}"]
     one_error_line(launch([str(CONFIGS / "evaluate.yaml")], overrides, launcher="python"),
                    "model.safetensors: not found: init_from must name an export directory")
+
+
+def test_output_directory_that_cannot_be_written(world, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    overrides = pretrain_overrides(world, blocker / "run")
+    one_error_line(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"),
+                   f"run_dir: cannot write to {blocker / 'run'} (Not a directory)")
+
+
+def test_resume_required_without_a_checkpoint(world, tmp_path):
+    overrides = pretrain_overrides(world, tmp_path / "run", "train.resume=required")
+    one_error_line(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"),
+                   f"train.resume: required, but {tmp_path / 'run' / 'checkpoints'} holds no complete checkpoint")
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupted_safetensors_export(world, finetuned, tmp_path):
+    export = tmp_path / "export"
+    shutil.copytree(finetuned / "export", export)
+    weights = export / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a torn copy
+    overrides = [f"run_dir={tmp_path / 'run'}", f"init_from={export}", f"eval.questions={world / 'birth_dev.tsv'}", *TINY]
+    one_error_line(launch([str(CONFIGS / "evaluate.yaml")], overrides, launcher="python"),
+                   f"{weights}: not a readable safetensors file")
+    assert not (tmp_path / "run").exists()
 
 
 def test_rank_detection_from_each_launcher():
@@ -102,3 +139,32 @@ def test_srun_style_launch_trains_on_two_ranks(world, tmp_path):
     assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-3000:]
     assert "world size 2 (slurm)" in outputs[0][0]
     assert outputs[1][0] == ""  # rank 1 prints nothing
+
+
+@pytest.mark.parametrize(
+    "phase, content, fragments",
+    [
+        ("pretrain", "\n\n", ("bad.txt: corpus is empty",)),
+        ("pretrain", "fine line\nbad \u25a1 line\n", ("bad.txt:2:", "reserved PAD")),
+        ("pretrain", "fine line\nbad \u2047 line\n", ("bad.txt:2:", "reserved MASK")),
+        ("finetune", "Where was Ada born?London\n", ("bad.txt:1:", "expected exactly one tab")),
+        ("finetune", "{question}\tPl\u00f8ce\n", ("bad.txt:1:", "(U+00F8) is not in the vocabulary")),
+        ("finetune", "{question} {question}\t{place}\n", ("bad.txt:1:", "block_size 64 allows at most 62")),
+    ],
+    ids=["empty-corpus", "corpus-with-PAD", "corpus-with-MASK", "tsv-without-tab", "outside-vocabulary", "too-long"],
+)
+def test_bad_data_files_through_the_launcher(world, tmp_path, phase, content, fragments):
+    """Each bad file: one error line naming file (and line), exit 1, and no run directory."""
+    question, place = (world / "birth_places_train.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
+    bad = tmp_path / "bad.txt"
+    bad.write_text(content.format(question=question, place=place), encoding="utf-8")
+    run = tmp_path / "run"
+    if phase == "pretrain":
+        overrides = pretrain_overrides(world, run, f"data.corpus={bad}")
+    else:
+        overrides = [f"run_dir={run}", f"data.corpus={world / 'wiki.txt'}", f"data.finetune={bad}", *TINY]
+    config = CONFIGS / ("pretrain.yaml" if phase == "pretrain" else "finetune_scratch.yaml")
+    result = launch([str(config)], overrides, launcher="python")
+    assert result.returncode == 1
+    one_error_line(result, *fragments)
+    assert not run.exists()
