@@ -18,7 +18,7 @@ from bench.common import SPEC_MODEL, DataSet
 from bench.reference_gpt import ReferenceGPT, generate_reference
 from data.birthplaces import read_questions
 from data.vocab import MASK, Vocabulary
-from launcher.evaluate import predict_shard
+from launcher.evaluate import predict_shard, prediction_of
 from launcher.export import read_export
 from model import GPT, GPTConfig
 
@@ -58,8 +58,7 @@ def baseline_predictions(model: ReferenceGPT, vocab: Vocabulary, questions: list
     predictions = []
     for text in questions:
         x = torch.from_numpy(vocab.encode(text + MASK)).long()[None]
-        completion = vocab.decode(generate_reference(model, x, steps)[0].tolist())
-        predictions.append(completion.split(MASK)[1])
+        predictions.append(prediction_of(vocab.decode(generate_reference(model, x, steps)[0].tolist())))
     return predictions
 
 

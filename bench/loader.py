@@ -13,10 +13,9 @@ import time
 import torch
 
 from bench.common import DataSet
-from data.corpus import DocumentCorpus
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
-from data.vocab import Vocabulary
+from launcher.phases import corpus_and_vocab
 
 MICRO_BATCH = 64
 
@@ -31,13 +30,12 @@ def examples_per_second(stream: ShardedExampleStream, seconds: float = 3.0) -> f
 
 
 def pretraining_rate(data: DataSet) -> float:
-    corpus = DocumentCorpus(data.corpus)
-    vocab = Vocabulary(corpus.distinct_characters())
+    corpus, vocab = corpus_and_vocab(data.corpus)
     return examples_per_second(ShardedDocumentStream(corpus, vocab, 128, MICRO_BATCH, rank=0, world_size=2))
 
 
 def finetuning_rate(data: DataSet) -> float:
-    vocab = Vocabulary.from_corpus_file(data.corpus)
+    _, vocab = corpus_and_vocab(data.corpus)
     names = NameDataset(vocab, data.finetune.read_text(encoding="utf-8"), block_size=128, source=str(data.finetune))
     return examples_per_second(ShardedExampleStream(len(names), lambda _epoch, item: names[item], MICRO_BATCH, 0, 2))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,13 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.reference_gpt import ReferenceGPT  # noqa: E402
 from data.corruption import CharCorruptionDataset  # noqa: E402
-
-
-def lr_at(tokens: int, base: float, warmup: int, final: int) -> float:
-    if tokens < warmup:
-        return base * tokens / max(1, warmup)
-    progress = (tokens - warmup) / max(1, final - warmup)
-    return base * max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
+from launcher.schedule import lr_multiplier  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             tokens += int((y >= 0).sum())
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(tokens, 6e-3, 512 * 20, final_tokens)
+                group["lr"] = 6e-3 * lr_multiplier(tokens, 512 * 20, final_tokens)
             now = time.perf_counter()
             seconds.append(now - last)
             last = now
             if len(seconds) == args.steps:
                 break
-    print(json.dumps({"seconds": seconds, "tokens_per_step": args.batch * 127, "loss": float(loss)}))
+    print(json.dumps({"seconds": seconds, "tokens_per_step": args.batch * 127, "loss": loss.item()}))
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from bench import evaluation, loader, training
+from launcher.distributed import free_port
 from bench.common import ROOT, DataSet, Row, cores, data_set, last_json_line, print_table, run_checked, scratch_directory
 
 BENCHMARKS = ("training", "scaling", "evaluation", "memory", "data")
@@ -89,7 +90,7 @@ def memory_rows(results: dict) -> list[Row]:
         measured = {}
         for stage in range(4):
             command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                       "--master_port", str(training.free_port()), str(ROOT / "bench" / "zero_memory.py"),
+                       "--master_port", str(free_port()), str(ROOT / "bench" / "zero_memory.py"),
                        str(stage), precision]
             measured[stage] = last_json_line(run_checked(command, threads=1))["bytes"]
         results[f"memory_{precision}"] = measured

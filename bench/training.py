@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.common import ROOT, DataSet, last_json_line, run_checked
+from launcher.distributed import free_port
 
 WARMUP_STEPS = 2
 
@@ -46,9 +47,3 @@ def reference_tokens_per_second(data: DataSet, threads: int, steps: int) -> floa
     out = last_json_line(run_checked([sys.executable, str(ROOT / "bench" / "reference_train.py"), str(data.corpus),
                                       "--steps", str(steps)], threads))
     return steady_rate(out["seconds"], out["tokens_per_step"])
-
-
-def free_port() -> int:
-    from launcher.distributed import free_port as port
-
-    return port()

@@ -33,6 +33,11 @@ class Score:
         return f"Correct: {self.correct} out of {self.total}: {100 * self.accuracy:.1f}%"
 
 
+def prediction_of(completion: str) -> str:
+    """SPEC: the prediction is the text between the first and the second ⁇ of question + ⁇ + output."""
+    return completion.split(MASK)[1]
+
+
 def predict_shard(model: GPT, vocab: Vocabulary, questions: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
     """Predictions for `questions`, decoded in batches of similar length (less padding)."""
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
@@ -41,8 +46,7 @@ def predict_shard(model: GPT, vocab: Vocabulary, questions: list[str], batch_siz
         chunk = order[start : start + batch_size]
         prompts = [vocab.encode(questions[i] + MASK).tolist() for i in chunk]
         for i, tokens in zip(chunk, generate(model, prompts, max_new_tokens, stop_id=vocab.mask_id)):
-            completion = questions[i] + MASK + vocab.decode(tokens)
-            predictions[i] = completion.split(MASK)[1]
+            predictions[i] = prediction_of(questions[i] + MASK + vocab.decode(tokens))
     return predictions
 
 

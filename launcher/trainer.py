@@ -104,7 +104,7 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
     try:  # the progress bar ends its line even when training fails, so the error line stands alone
         stop = StopRequest(context, config.distributed.timeout_minutes)
         last_saved = resume
-        window_tokens, window = 0, Stopwatch()
+        window = ThroughputWindow()
         prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
         with micro_batch_loader(stream, prefetch, pin_memory=device.type == "cuda") as loader:
             engine.train()
@@ -117,11 +117,10 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
                 loss, grad_norm = optimizer_step(engine, loader, config.seed, device, measure_norm)
                 step += 1
                 tokens += schedule.tokens_per_step
-                window_tokens += schedule.tokens_per_step
+                window.tokens += schedule.tokens_per_step
                 logger.advance()
                 if logging_step:
-                    log_step(logger, engine, context, step, loss, grad_norm, lr, window_tokens, window, stream.epoch)
-                    window_tokens = 0
+                    log_step(logger, engine, context, step, loss, grad_norm, lr, window, stream.epoch)
                 if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
                     last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
                 if step < schedule.total_steps and stop.agreed():
@@ -137,24 +136,25 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
     return engine, last_saved, finished
 
 
-class Stopwatch:
-    """Seconds since the last lap (the window a tokens-per-second figure covers)."""
+class ThroughputWindow:
+    """Tokens trained since the last log step, and since when: tokens per second, then a new window."""
 
     def __init__(self) -> None:
-        self.start = time.perf_counter()
+        self.tokens, self.start = 0, time.perf_counter()
 
-    def lap(self) -> float:
+    def rate(self) -> float:
         now = time.perf_counter()
-        elapsed, self.start = max(now - self.start, 1e-9), now
-        return elapsed
+        rate = self.tokens / max(now - self.start, 1e-9)
+        self.tokens, self.start = 0, now
+        return rate
 
 
 def log_step(logger: RunLogger, engine, context: DistributedContext, step: int, loss: torch.Tensor,
-             grad_norm: float | None, lr: float, window_tokens: int, window: Stopwatch, epoch: float) -> None:
+             grad_norm: float | None, lr: float, window: ThroughputWindow, epoch: float) -> None:
     """The step's scalars, from rank 0. Reading the loss is the only sync of a step, so the
     throughput window is timed after it (on a GPU, before it would time kernel launches only)."""
     loss_value = global_mean(loss, context)
-    tokens_per_second = window_tokens / window.lap()
+    tokens_per_second = window.rate()
     if grad_norm is None:
         grad_norm = engine.get_global_grad_norm()
     logger.scalars(step, {

@@ -27,9 +27,14 @@ def launch(configs: list[str], overrides: list[str], nproc: int = 1, launcher: s
         command = [str(BIN / "deepspeed"), "--num_gpus", str(nproc), "--master_port", str(free_port()), TRAIN, *args]
     else:
         raise ValueError(launcher)
+    return subprocess.run(command, cwd=ROOT, env=worker_env(extra_env), capture_output=True, text=True, timeout=timeout)
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without inherited ranks, one thread per process, the repository importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, **(extra_env or {}))
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, **(extra or {}))
+    return env
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from conftest import CONFIGS, pretrain_overrides
-from launch import ROOT, TRAIN, check, launch, losses, metrics
+from launch import ROOT, TRAIN, check, launch, losses, metrics, worker_env
 from launcher.checkpoint import find_latest
 from launcher.distributed import free_port
 from test_launcher_errors import one_error_line
@@ -33,9 +33,7 @@ def start(command_args: list[str], nproc: int, max_restarts: int = 0) -> subproc
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--rdzv_backend",
                    "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", str(max_restarts),
                    TRAIN, *command_args]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 

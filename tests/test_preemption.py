@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 import psutil
 
 from conftest import CONFIGS, pretrain_overrides
-from launch import ROOT, TRAIN, losses
+from launch import ROOT, TRAIN, losses, worker_env
 from launcher.distributed import free_port
 
 
@@ -21,8 +20,7 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step(world, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                TRAIN, "--config", str(CONFIGS / "pretrain.yaml"), "--set",
                *pretrain_overrides(world, run, "train.max_steps=100000", "train.log_every=1")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    agent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(command, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240
         while not ((run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 3):

@@ -7,23 +7,20 @@ optimizer step and the next micro-batch's backward, and counts every storage onc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from launch import ROOT, check
+from launch import ROOT, check, worker_env
 from launcher.distributed import free_port
 
 
 def measured_bytes(stage: int) -> dict[str, int]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     result = check(subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(ROOT / "bench" / "zero_memory.py"), str(stage), "fp32"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300))
+        cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=300))
     line = [line for line in result.stdout.splitlines() if line.startswith("{")][-1]
     return json.loads(line)["bytes"]
 
