@@ -1,5 +1,7 @@
 """The three phases: pretrain (span corruption), finetune (birth places), evaluate (predictions).
 
+Each returns whether it finished (False after a stop signal: a checkpoint was saved to resume from).
+
 Each phase reads and checks all of its inputs before it writes anything into the run directory,
 so bad input ends a run with one error line and no partial output.
 """
@@ -94,7 +96,7 @@ def finish_training(config: RunConfig, context: DistributedContext, engine, fina
     return export_dir
 
 
-def pretrain(config: RunConfig, context: DistributedContext, device: torch.device) -> None:
+def pretrain(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
     corpus, vocab = corpus_and_vocab(Path(config.data.corpus))
     micro, _ = batch_geometry(config.train, context.world_size)
     gpt_config = model_config(config, vocab)
@@ -107,9 +109,10 @@ def pretrain(config: RunConfig, context: DistributedContext, device: torch.devic
     engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
     if finished:
         finish_training(config, context, engine, final, gpt_config, vocab, len(corpus))
+    return finished
 
 
-def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> None:
+def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
     corpus, corpus_vocab = corpus_and_vocab(Path(config.data.corpus)) if config.data.corpus else (None, None)
     export = checked_export(config, corpus_vocab) if config.init_from else None
     vocab = export.vocab if export else corpus_vocab
@@ -129,17 +132,19 @@ def finetune(config: RunConfig, context: DistributedContext, device: torch.devic
     prepare_run_dir(config, context)
     engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
     if not finished:
-        return
+        return False
     export_dir = finish_training(config, context, engine, final, gpt_config, vocab, pretraining_documents)
     if questions is not None:
         run_evaluation(config, context, device, read_export(export_dir), questions, final.step)
+    return True
 
 
-def evaluate_phase(config: RunConfig, context: DistributedContext, device: torch.device) -> None:
+def evaluate_phase(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
     export = checked_export(config, None)
     questions = load_questions(config, export.vocab)
     prepare_run_dir(config, context)
     run_evaluation(config, context, device, export, questions, 0)
+    return True
 
 
 def read_text(path: Path) -> str:

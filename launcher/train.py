@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from data.errors import DataError  # noqa: E402
 from launcher import distributed  # noqa: E402
 from launcher.config import ConfigError, load_config  # noqa: E402
+from launcher.run_record import AttemptClock  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    clock = AttemptClock()  # run.json's wall time: from this process's start to the phase's end
     args = parse_args(argv)
     context = distributed.detect_context()
     try:
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         device = distributed.start(context, config.distributed.backend, config.distributed.timeout_minutes)
-        PHASES[config.phase](config, context, device)
+        completed = PHASES[config.phase](config, context, device)
+        clock.record(Path(config.run_dir), config.phase, completed, context, device)
     except (ConfigError, DataError) as exc:
         if context.is_main:
             print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,103 @@
+"""`run.json` in every run directory: where, on what and for how long each attempt at the phase ran.
+
+The report (launcher/report.py) reads it for the wall time and device of each run. A run resumed
+after preemption or a failure has several attempts; its wall time is their sum. Rank 0 writes the
+file after each attempt, under a temporary name and renamed, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from data.atomic import write_text_atomically
+from launcher.distributed import DistributedContext
+
+RECORD_NAME = "run.json"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(context: DistributedContext, device: torch.device) -> str:
+    """E.g. "2 x NVIDIA H100 80GB HBM3 (1 node)" or "2 x CPU process (1 thread each), AMD EPYC 7B13 (1 node)"."""
+    nodes = max(1, context.world_size // max(1, context.local_world_size))
+    where = f"{nodes} node" + ("s" if nodes > 1 else "")
+    if device.type == "cuda":
+        return f"{context.world_size} x {torch.cuda.get_device_name(device)} ({where})"
+    threads = torch.get_num_threads()
+    return (f"{context.world_size} x CPU process ({threads} thread{'s' if threads > 1 else ''} each), "
+            f"{cpu_model()}, {os.cpu_count()} cores ({where})")
+
+
+def source_commit() -> str | None:
+    """The checkout's commit (with -dirty when it has uncommitted changes), or None outside git."""
+    try:
+        result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                                text=True, timeout=10, cwd=Path(__file__).resolve().parents[1])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def seconds_since_process_start() -> float:
+    """How long this process has run (Linux: /proc), so a run's wall time includes importing torch and
+    DeepSpeed; 0 where /proc is unavailable."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started_after_boot)
+
+
+class AttemptClock:
+    """Started with the process; `record` appends the attempt to the run directory's run.json."""
+
+    def __init__(self) -> None:
+        already = seconds_since_process_start()
+        self.started = time.perf_counter() - already
+        self.started_wall = datetime.fromtimestamp(time.time() - already, timezone.utc)
+
+    def record(self, run_dir: Path, phase: str, completed: bool, context: DistributedContext, device: torch.device) -> None:
+        if not context.is_main or not run_dir.is_dir():
+            return
+        path = run_dir / RECORD_NAME
+        attempts = read_attempts(path)
+        attempts.append({
+            "phase": phase,
+            "started": self.started_wall.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - self.started, 2),
+            "completed": completed,
+            "world_size": context.world_size,
+            "launcher": context.launcher,
+            "device": describe_device(context, device),
+            "host": socket.gethostname(),
+            "commit": source_commit(),
+            "torch": torch.__version__,
+        })
+        write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
+
+
+def read_attempts(path: Path) -> list[dict]:
+    """The attempts recorded so far; an unreadable record starts a new list rather than failing the run."""
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["attempts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

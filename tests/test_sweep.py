@@ -1,0 +1,175 @@
+"""The sweep command and the report: a real 2-variant x 2-seed grid on 2 processes, read back.
+
+The grid runs once per session (tiny model, a few steps per phase); the tests then check what a
+user relies on: every run where the layout says, skipped when done, refused when it would mix
+configs, and a report whose numbers are the runs' own, with loss curves that are real PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import struct
+from collections import Counter
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from launch import losses, worker_env
+
+GRID = ["--variants", "vanilla", "rope", "--seeds", "0", "1", "--procs", "2", "--label", "tiny grid"]
+TINY_SWEEP = ["--set", "train.max_steps=3", "model.n_embd=32", "model.n_head=2", "train.log_every=1"]
+PHASES = ("pretrain", "finetune", "finetune_scratch")
+
+
+def sweep(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launcher.sweep", *args], cwd=cwd, env=worker_env(),
+                          capture_output=True, text=True, timeout=900)
+
+
+def report(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launcher.report", *args], cwd=cwd, env=worker_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def grid(world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "tiny"
+    result = sweep("configs/demo", "--data", str(world), "--out", str(out), *GRID, *TINY_SWEEP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\n[") + result.stdout.startswith("[") == 12
+    return out
+
+
+def attempts(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "run.json").read_text())["attempts"]
+
+
+def test_sweep_runs_every_cell_into_its_directory(grid, world):
+    manifest = json.loads((grid / "sweep.json").read_text())
+    assert manifest["variants"] == ["vanilla", "rope"] and manifest["seeds"] == [0, 1]
+    assert manifest["command"].startswith("python -m launcher.sweep configs/demo")
+    for variant in ("vanilla", "rope"):
+        for seed in (0, 1):
+            cell = grid / variant / f"seed{seed}"
+            for phase in PHASES:
+                config = yaml.safe_load((cell / phase / "config.yaml").read_text())
+                assert (config["model"]["variant"], config["seed"]) == (variant, seed)
+                assert config["train"]["max_steps"] == 3 and config["model"]["n_embd"] == 32
+                [attempt] = attempts(cell / phase)
+                assert attempt["completed"] and attempt["world_size"] == 2 and attempt["seconds"] > 0
+                assert attempt["device"].startswith("2 x CPU process")
+                assert max(losses(cell / phase)) == 3
+            assert yaml.safe_load((cell / "finetune" / "config.yaml").read_text())["init_from"] == str(cell / "pretrain" / "export")
+            assert yaml.safe_load((cell / "pretrain" / "config.yaml").read_text())["data"]["corpus"] == str(world / "wiki.txt")
+            for phase in ("finetune", "finetune_scratch"):
+                assert json.loads((cell / phase / "accuracy.json").read_text())["total"] == 16
+                assert len((cell / phase / "predictions.txt").read_text().splitlines()) == 16
+    assert len(list((grid / "logs").glob("*.log"))) == 12
+
+
+def test_sweep_again_skips_completed_runs(grid, world):
+    result = sweep("configs/demo", "--data", str(world), "--out", str(grid), *GRID, *TINY_SWEEP)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("done earlier, skipped") == 12
+    assert len(attempts(grid / "rope" / "seed1" / "pretrain")) == 1
+
+
+def test_sweep_refuses_a_directory_holding_another_config(grid, world):
+    result = sweep("configs/demo", "--data", str(world), "--out", str(grid), *GRID,
+                   "--set", "train.max_steps=4", "model.n_embd=32", "model.n_head=2", "train.log_every=1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {grid / 'vanilla' / 'seed0' / 'pretrain'}: holds a run with a different "
+                                     "config (train.max_steps: 3 there, 4 now); choose another --out or remove that directory")
+    assert len(attempts(grid / "vanilla" / "seed0" / "pretrain")) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "train.warmup=3"], "configs/demo/pretrain.yaml: train.warmup: unknown key"),
+    (["--data", "configs"], "--data configs: no wiki.txt (a data set in the real format has wiki.txt, birth_places_train.tsv, birth_dev.tsv)"),
+    (["--set", "model.n_head=3"], "configs/demo/pretrain.yaml: model.n_embd: 64 is not divisible by model.n_head (3)"),
+])
+def test_sweep_bad_input_is_one_line_and_runs_nothing(tmp_path, world, args, message):
+    data = [] if "--data" in args else ["--data", str(world)]
+    result = sweep("configs/demo", *data, "--out", str(tmp_path / "out"), *args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {message}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_stops_at_a_failed_run_and_names_its_log(tmp_path, world):
+    out = tmp_path / "out"
+    result = sweep("configs/demo", "--data", str(world), "--out", str(out), "--variants", "vanilla", "--seeds", "0",
+                   "--procs", "2", "--set", "train.micro_batch_size=7")  # 32 is not 2 ranks x 7 x k
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    log = out / "logs" / "vanilla-seed0-pretrain.log"
+    assert line.startswith("error: [1/3] vanilla seed 0 pretrain failed (exit 1) after ")
+    assert line.endswith(": train.global_batch_size: 32 is not divisible by world size x train.micro_batch_size "
+                         f"(2 x 7) (log: {log})")
+    assert not (out / "vanilla" / "seed0" / "finetune").exists()  # nothing after the failure ran
+
+
+def table_row(markdown: str, start: str) -> list[str]:
+    [line] = [line for line in markdown.splitlines() if line.startswith(start)]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_tables_hold_the_runs_numbers(grid, world, tmp_path):
+    out = tmp_path / "docs" / "results.md"
+    result = report(str(grid), "--out", str(out), "--predictions", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    markdown = out.read_text()
+    assert "## tiny grid" in markdown
+    assert "**Reduced relative to SPEC**" in markdown and "`model.n_embd` 32 (SPEC: 256)" in markdown
+    assert "dev set of 16 questions (SPEC's real dev set: 500)" in markdown
+    for variant in ("vanilla", "rope"):
+        for setting, phase in (("no pretraining", "finetune_scratch"), ("pretrain, then finetune", "finetune")):
+            values = [100 * json.loads((grid / variant / f"seed{s}" / phase / "accuracy.json").read_text())["accuracy"]
+                      for s in (0, 1)]
+            row = table_row(markdown, f"| {variant} | {setting} |")
+            assert row[2:4] == [f"{v:.1f}" for v in values]
+            assert row[4] == f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    assert table_row(markdown, "| vanilla | pretrain, then finetune |")[5] == "21.6–30.6 (4 reports)"
+    assert table_row(markdown, "| constant \"London\" |")[-2:] == ["0.0", "5.0"]
+    answers = [line.split("\t")[1] for line in (world / "birth_dev.tsv").read_text().splitlines()]
+    top, count = Counter(answers).most_common(1)[0]  # ties: the first in file order, as the report takes
+    assert table_row(markdown, f"| most common dev answer ({top}) |")[-2] == f"{100 * count / 16:.1f}"
+    run_rows = [line for line in markdown.splitlines() if line.startswith("| vanilla seed") or line.startswith("| rope seed")]
+    assert len(run_rows) == 12 and all("2 x CPU process" in row for row in run_rows)
+    for name in ("tiny-pretrain.png", "tiny-finetune.png"):
+        png = (tmp_path / "docs" / "figures" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        assert width > 400 and height > 300
+        assert f"](figures/{name})" in markdown
+    copied = tmp_path / "results" / "tiny" / "rope-seed1-finetune-dev-predictions.txt"
+    assert copied.read_text() == (grid / "rope" / "seed1" / "finetune" / "predictions.txt").read_text()
+
+
+def test_report_reads_the_loss_curve_from_tensorboard(grid):
+    from launcher.report import read_loss
+
+    run = grid / "rope" / "seed0" / "pretrain"
+    curve = read_loss(run)
+    assert [step for step, _ in curve] == [1, 2, 3]
+    assert [value for _, value in curve] == pytest.approx([losses(run)[s] for s in (1, 2, 3)], rel=1e-6)
+
+
+def test_report_refuses_an_unfinished_sweep_and_writes_nothing(grid, tmp_path):
+    broken = tmp_path / "tiny"
+    shutil.copytree(grid, broken)
+    (broken / "rope" / "seed1" / "finetune" / "accuracy.json").unlink()
+    out = tmp_path / "docs" / "results.md"
+    result = report(str(broken), "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"error: {broken / 'rope' / 'seed1' / 'finetune' / 'accuracy.json'}: missing")
+    assert not (tmp_path / "docs").exists()
+    result = report(str(tmp_path), "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path}: no sweep.json (not a sweep directory; python -m launcher.sweep writes one)"
