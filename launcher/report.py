@@ -229,6 +229,11 @@ def differences_from_spec(sweep: Sweep, dev_lines: int) -> list[str]:
             value = runs[0].setting(key)
             if not math.isclose(float(value), float(spec)):
                 found.append(f"{phase_config} `{key}` {value} (SPEC: {spec})")
+        if runs[0].setting("train.final_tokens") is not None:
+            found.append(f"{phase_config} `train.final_tokens` {runs[0].setting('train.final_tokens')} "
+                         "(SPEC: 200 x pretraining documents x block_size)")
+        if runs[0].setting("train.max_steps") is not None:
+            found.append(f"{phase_config} `train.max_steps` {runs[0].setting('train.max_steps')} (SPEC: none)")
     if dev_lines != SPEC_DEV_LINES:
         found.append(f"dev set of {dev_lines} questions (SPEC's real dev set: {SPEC_DEV_LINES})")
     return found
