@@ -74,6 +74,7 @@ class AttemptClock:
         already = seconds_since_process_start()
         self.started = time.perf_counter() - already
         self.started_wall = datetime.fromtimestamp(time.time() - already, timezone.utc)
+        self.commit = source_commit()  # the code this process loaded, not what the checkout holds at the end
 
     def record(self, run_dir: Path, phase: str, completed: bool, context: DistributedContext, device: torch.device) -> None:
         if not context.is_main or not run_dir.is_dir():
@@ -89,7 +90,7 @@ class AttemptClock:
             "launcher": context.launcher,
             "device": describe_device(context, device),
             "host": socket.gethostname(),
-            "commit": source_commit(),
+            "commit": self.commit,
             "torch": torch.__version__,
         })
         write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
