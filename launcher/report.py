@@ -276,6 +276,62 @@ def loss_figure(sweep: Sweep, phase_configs: list[str], titles: list[str]) -> by
     return buffer.getvalue()
 
 
+def accuracy_table(sweep: Sweep, london: float, common: str, common_share: float) -> list[str]:
+    seed_columns = " | ".join(f"seed {s}" for s in sweep.seeds)
+    lines = [f"| variant | setting | {seed_columns} | mean ± std | SPEC (real data, full schedule) |",
+             "|---|---|" + "---:|" * len(sweep.seeds) + "---:|---:|"]
+    for variant in sweep.variants:
+        for setting in sweep.settings:
+            values = sweep.accuracies(variant, setting)
+            cells = " | ".join(f"{v:.1f}" for v in values)
+            lines.append(f"| {variant} | {SETTING_TITLES[setting]} | {cells} | {mean_std(values)} | {spec_reference(variant, setting)} |")
+    blank = " | ".join("" for _ in sweep.seeds)
+    lines.append(f"| constant \"London\" | baseline | {blank} | {london:.1f} | {SPEC_LONDON:.1f} |")
+    lines.append(f"| most common dev answer ({common}) | baseline | {blank} | {common_share:.1f} | {SPEC_LONDON:.1f} (London) |")
+    return lines + [""]
+
+
+def gain_table(sweep: Sweep) -> list[str]:
+    """Pretrained minus no-pretraining accuracy per variant; SPEC's reports give only vanilla's baseline."""
+    lines = ["Pretraining gain: mean accuracy after pretraining minus mean accuracy without it, in points "
+             "(seeds paired by index; the range is the smallest and largest per-seed gain).", "",
+             "| variant | gain | per-seed range | SPEC (means of its reports) |", "|---|---:|---:|---:|"]
+    spec_scratch = statistics.mean(SPEC_REFERENCE[("vanilla", "scratch")])
+    for variant in sweep.variants:
+        pre, scratch = sweep.accuracies(variant, "pretrained"), sweep.accuracies(variant, "scratch")
+        gains = [a - b for a, b in zip(pre, scratch)]
+        spec_pre = SPEC_REFERENCE.get((variant, "pretrained"))
+        spec_gain = f"{statistics.mean(spec_pre) - spec_scratch:+.1f} (against vanilla's no-pretraining)" if spec_pre else "—"
+        lines.append(f"| {variant} | {statistics.mean(pre) - statistics.mean(scratch):+.1f} | "
+                     f"{min(gains):+.1f} to {max(gains):+.1f} | {spec_gain} |")
+    return lines + [""]
+
+
+def runs_table(sweep: Sweep) -> list[str]:
+    lines = ["Runs:", "", "| run | device | wall time | steps | final loss | commit | date |", "|---|---|---:|---:|---:|---|---|"]
+    for (variant, seed, phase_config), run in sweep.runs.items():
+        restarts = f" ({len(run.attempts)} attempts)" if len(run.attempts) > 1 else ""
+        lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | {duration(run.seconds)}{restarts} | "
+                     f"{run.loss[-1][0]} | {run.loss[-1][1]:.4f} | {run.commit} | {run.date} |")
+    return lines + [""]
+
+
+def loss_figures(sweep: Sweep, figures_link: str) -> tuple[list[str], dict[str, bytes]]:
+    """The pretraining figure and the finetuning figure (pretrained and from scratch side by side)."""
+    lines: list[str] = []
+    figures: dict[str, bytes] = {}
+    phases = {p for _, _, p in sweep.runs}
+    panels = [(p, t) for p, t in (("finetune", "finetuning the pretrained model"),
+                                  ("finetune_scratch", "finetuning from random weights (no pretraining)")) if p in phases]
+    if "pretrain" in phases:
+        figures[f"{sweep.slug}-pretrain.png"] = loss_figure(sweep, ["pretrain"], ["span-corruption pretraining"])
+    if panels:
+        figures[f"{sweep.slug}-finetune.png"] = loss_figure(sweep, [p for p, _ in panels], [t for _, t in panels])
+    for name in figures:
+        lines += [f"![{name.removesuffix('.png').replace('-', ' ')} loss]({figures_link}/{name})", ""]
+    return lines, figures
+
+
 def sweep_section(sweep: Sweep, figures_link: str) -> tuple[str, dict[str, bytes]]:
     """The Markdown section for one sweep and its figures (file name -> PNG bytes)."""
     finetuned = next(r for r in sweep.runs.values() if r.accuracy is not None)
@@ -302,50 +358,15 @@ def sweep_section(sweep: Sweep, figures_link: str) -> tuple[str, dict[str, bytes
         "Dev accuracy (%), exact match of the greedy answer:",
         "",
     ]
-    seed_columns = " | ".join(f"seed {s}" for s in sweep.seeds)
-    lines += [f"| variant | setting | {seed_columns} | mean ± std | SPEC (real data, full schedule) |",
-              "|---|---|" + "---:|" * len(sweep.seeds) + "---:|---:|"]
-    for variant in sweep.variants:
-        for setting in sweep.settings:
-            values = sweep.accuracies(variant, setting)
-            cells = " | ".join(f"{v:.1f}" for v in values)
-            lines.append(f"| {variant} | {SETTING_TITLES[setting]} | {cells} | {mean_std(values)} | {spec_reference(variant, setting)} |")
-    blank = " | ".join("" for _ in sweep.seeds)
-    lines.append(f"| constant \"London\" | baseline | {blank} | {london:.1f} | {SPEC_LONDON:.1f} |")
-    lines.append(f"| most common dev answer ({common}) | baseline | {blank} | {common_share:.1f} | {SPEC_LONDON:.1f} (London) |")
-    lines.append("")
+    lines += accuracy_table(sweep, london, common, common_share)
     if set(sweep.settings) == set(SETTINGS):
-        lines += ["Pretraining gain: mean accuracy after pretraining minus mean accuracy without it, in points "
-                  "(seeds paired by index; the range is the smallest and largest per-seed gain).", "",
-                  "| variant | gain | per-seed range | SPEC (means of its reports) |", "|---|---:|---:|---:|"]
-        for variant in sweep.variants:
-            pre, scratch = sweep.accuracies(variant, "pretrained"), sweep.accuracies(variant, "scratch")
-            gains = [a - b for a, b in zip(pre, scratch)]
-            spec_pre, spec_scratch = SPEC_REFERENCE.get((variant, "pretrained")), SPEC_REFERENCE.get(("vanilla", "scratch"))
-            spec_gain = (f"{statistics.mean(spec_pre) - statistics.mean(spec_scratch):+.1f} (against vanilla's no-pretraining)"
-                         if spec_pre else "—")
-            lines.append(f"| {variant} | {statistics.mean(pre) - statistics.mean(scratch):+.1f} | "
-                         f"{min(gains):+.1f} to {max(gains):+.1f} | {spec_gain} |")
-        lines.append("")
-    figures: dict[str, bytes] = {}
-    panels = [(p, t) for p, t in (("finetune", "finetuning the pretrained model"), ("finetune_scratch", "finetuning from random weights (no pretraining)"))
-              if any(k[2] == p for k in sweep.runs)]
-    if any(k[2] == "pretrain" for k in sweep.runs):
-        figures[f"{sweep.slug}-pretrain.png"] = loss_figure(sweep, ["pretrain"], ["span-corruption pretraining"])
-        lines += [f"![pretraining loss, {sweep.slug}]({figures_link}/{sweep.slug}-pretrain.png)", ""]
-    if panels:
-        figures[f"{sweep.slug}-finetune.png"] = loss_figure(sweep, [p for p, _ in panels], [t for _, t in panels])
-        lines += [f"![finetuning loss, {sweep.slug}]({figures_link}/{sweep.slug}-finetune.png)", ""]
-    lines += ["Runs:", "", "| run | device | wall time | steps | final loss | commit | date |", "|---|---|---:|---:|---:|---|---|"]
-    for (variant, seed, phase_config), run in sweep.runs.items():
-        restarts = f" ({len(run.attempts)} attempts)" if len(run.attempts) > 1 else ""
-        lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | {duration(run.seconds)}{restarts} | "
-                     f"{run.loss[-1][0]} | {run.loss[-1][1]:.4f} | {run.commit} | {run.date} |")
-    lines.append("")
+        lines += gain_table(sweep)
+    figure_lines, figures = loss_figures(sweep, figures_link)
+    lines += figure_lines + runs_table(sweep)
     return "\n".join(lines), figures
 
 
-def render(sweeps: list[Sweep], out: Path, figures_dir: Path, argv: list[str]) -> tuple[str, dict[str, bytes]]:
+def render(sweeps: list[Sweep], out: Path, figures_dir: Path, argv: list[str], preface: str = "") -> tuple[str, dict[str, bytes]]:
     figures_link = Path(os.path.relpath(figures_dir.resolve(), out.parent.resolve())).as_posix()
     today = datetime.now(timezone.utc).date().isoformat()
     lines = [
@@ -358,6 +379,8 @@ def render(sweeps: list[Sweep], out: Path, figures_dir: Path, argv: list[str]) -
         "questions, full schedule), so for the synthetic world and reduced schedules only the direction compares.",
         "",
     ]
+    if preface.strip():
+        lines += [preface.strip(), ""]
     figures: dict[str, bytes] = {}
     for sweep in sweeps:
         section, sweep_figures = sweep_section(sweep, str(figures_link))
@@ -395,14 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
     parser.add_argument("--figures", type=Path, help="where the PNGs go (default: figures/ beside --out)")
     parser.add_argument("--predictions", type=Path, help="copy each finetuned run's dev predictions here, per sweep")
+    parser.add_argument("--preface", type=Path, help="Markdown placed after the header: what the sweeps show, what is missing")
     args = parser.parse_args(argv)
     figures_dir = args.figures or args.out.parent / "figures"
     slugs = [path.name for path in args.sweeps]
     try:
         if len(set(slugs)) != len(slugs):
             raise ReportError(f"sweep directories share a name ({', '.join(slugs)}); their figures would collide")
+        preface = ""
+        if args.preface:
+            try:
+                preface = args.preface.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ReportError(f"--preface {args.preface}: {exc.strerror}") from None
         sweeps = [read_sweep(path) for path in args.sweeps]
-        markdown, figures = render(sweeps, args.out, figures_dir, argv)
+        markdown, figures = render(sweeps, args.out, figures_dir, argv, preface)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

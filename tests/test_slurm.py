@@ -130,6 +130,8 @@ def test_preempted_job_requeues_and_resumes_to_the_same_final_step(cluster, chec
     logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert logged == list(range(1, steps + 1))  # the step count continues; nothing repeated or lost
     assert (checkout / "runs" / "preempt" / "checkpoints" / "latest").read_text() == f"step{steps:08d}"
+    attempts = json.loads((checkout / "runs" / "preempt" / "run.json").read_text())["attempts"]
+    assert [a["completed"] for a in attempts] == [False, True]  # the report sums both attempts' wall time
 
 
 def test_scancel_makes_the_trainers_checkpoint_before_they_exit(cluster, checkout):
