@@ -40,6 +40,9 @@ from launcher.run_record import RECORD_NAME, read_attempts, source_commit  # noq
 from launcher.sweep import SETTINGS, VARIANTS, cell_dir  # noqa: E402
 
 
+PROG = "python -m launcher.report"
+
+
 class ReportError(ValueError):
     """A sweep or run that cannot be reported: one line naming the path and what is missing."""
 
@@ -412,7 +415,7 @@ def copy_predictions(sweeps: list[Sweep], directory: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep directories, one report section each, in order")
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))

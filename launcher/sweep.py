@@ -38,6 +38,7 @@ from data.atomic import write_text_atomically  # noqa: E402
 from launcher.config import ConfigError, RunConfig, load_config, to_yaml  # noqa: E402
 from launcher.run_record import RECORD_NAME, read_attempts, source_commit  # noqa: E402
 
+PROG = "python -m launcher.sweep"
 VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
 SETTINGS = ("scratch", "pretrained")
 DATA_FILES = {"corpus": "wiki.txt", "finetune": "birth_places_train.tsv", "questions": "birth_dev.tsv"}
@@ -209,7 +210,7 @@ def run_all(runs: list[Run], out: Path, procs: int) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("scale", type=Path, help="directory with pretrain.yaml, finetune.yaml, finetune_scratch.yaml")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory: <variant>/seed<seed>/<phase> inside")
@@ -228,6 +229,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "state, cell, phase, run_dir, config, overrides (tab-separated)")
     parser.add_argument("--command", dest="recorded_command", help=argparse.SUPPRESS)  # slurm/sweep.sh's own command line
     args = parser.parse_args(argv)
+    if args.plan and args.dry_run:
+        parser.error("--plan and --dry-run exclude each other (slurm/sweep.sh passes --plan itself)")
     if args.procs is not None and args.procs < 1:
         parser.error(f"--procs: must be at least 1 (got {args.procs})")
     return args

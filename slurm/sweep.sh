@@ -19,6 +19,7 @@ PY=${SPANGPT_PYTHON:-$PWD/.venv/bin/python}
 [[ -x $PY ]] || { echo "sweep: $PY not found; run make setup first" >&2; exit 1; }
 read -r -a extra <<< "${SBATCH_ARGS:-}"
 
+for arg in "$@"; do [[ $arg == -h || $arg == --help ]] && exec "$PY" -m launcher.sweep --help; done
 recorded="bash slurm/sweep.sh$(printf ' %q' "$@")"
 plan=$("$PY" -m launcher.sweep "$@" --plan --command "$recorded") || exit $?
 
