@@ -70,11 +70,12 @@ def seconds_since_process_start() -> float:
 class AttemptClock:
     """Started with the process; `record` appends the attempt to the run directory's run.json."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_commit: bool = True) -> None:
         already = seconds_since_process_start()
         self.started = time.perf_counter() - already
         self.started_wall = datetime.fromtimestamp(time.time() - already, timezone.utc)
-        self.commit = source_commit()  # the code this process loaded, not what the checkout holds at the end
+        # The code this process loaded, not what the checkout holds at the end; only rank 0 records.
+        self.commit = source_commit() if read_commit else None
 
     def record(self, run_dir: Path, phase: str, completed: bool, context: DistributedContext, device: torch.device) -> None:
         if not context.is_main or not run_dir.is_dir():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -19,6 +20,9 @@ from data.errors import DataError  # noqa: E402
 from launcher import distributed  # noqa: E402
 from launcher.config import ConfigError, load_config  # noqa: E402
 from launcher.run_record import AttemptClock  # noqa: E402
+
+
+CONFIG_ERROR_GRACE_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,14 +35,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    clock = AttemptClock()  # run.json's wall time: from this process's start to the phase's end
     args = parse_args(argv)
     context = distributed.detect_context()
+    clock = AttemptClock(read_commit=context.is_main)  # run.json: from this process's start to the phase's end
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
         if context.is_main:
             print(f"error: {exc}", file=sys.stderr)
+        else:  # rank 0 reads the same config and fails the same way: let it print before torchrun stops the group
+            time.sleep(CONFIG_ERROR_GRACE_SECONDS)
         return 2
     distributed.prepare_environment(context)
     from launcher.phases import PHASES  # imports DeepSpeed, after the environment is set

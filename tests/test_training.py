@@ -133,7 +133,7 @@ def test_evaluation_is_identical_on_one_and_two_ranks(world, finetuned, tmp_path
     line = [l for l in two.stdout.splitlines() if l.startswith("Correct: ")]
     assert len(line) == 1 and line[0].split("  ")[0] == [l for l in one.stdout.splitlines() if l.startswith("Correct")][0].split("  ")[0]
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
-        "accuracy.json", "config.yaml", "metrics.jsonl", "predictions.txt", "tensorboard"]
+        "accuracy.json", "config.yaml", "metrics.jsonl", "predictions.txt", "run.json", "tensorboard"]
 
 
 def test_question_file_without_answers(world, finetuned, tmp_path):
