@@ -181,13 +181,13 @@ def read_sweep(path: Path) -> Sweep:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{manifest_path}: unreadable ({exc})") from None
     sweep = Sweep(path, manifest)
-    phases = {"pretrained": ["pretrain", "finetune"], "scratch": ["finetune_scratch"]}
+    phases = (["pretrain", "finetune"] if "pretrained" in sweep.settings else []) + \
+        (["finetune_scratch"] if "scratch" in sweep.settings else [])
     for variant in sweep.variants:
         for seed in sweep.seeds:
-            for setting in sweep.settings:
-                for phase_config in phases[setting]:
-                    run_dir = cell_dir(path, variant, seed) / phase_config
-                    sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
+            for phase_config in phases:
+                run_dir = cell_dir(path, variant, seed) / phase_config
+                sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
     return sweep
 
 
