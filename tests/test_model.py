@@ -43,6 +43,28 @@ def test_causal(variant):
             assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-3), (variant, t)
 
 
+def test_perceiver_output_past_the_bottleneck_sees_only_the_first_inputs_and_its_own():
+    """SPEC's perceiver: slot i of the bottleneck sees inputs 0..i, output t sees slots 0..min(t, b-1) and its
+    own input. So an output at t >= b cannot see inputs b..t-1: an answer written past the bottleneck is
+    predicted a character at a time from the question's first b characters, its position and its own
+    character (why the perceiver rows of docs/results.md stay at 0% with b = 32)."""
+    model = small("perceiver")  # block_size 32, bottleneck_dim 8
+    b, T = model.config.bottleneck_dim, model.config.context_length
+    torch.manual_seed(1)
+    idx = torch.randint(0, 50, (2, T))
+    with torch.no_grad():
+        base, _ = model(idx)
+        for t in (b, b + 5, T - 1):
+            changed = idx.clone()
+            changed[:, b:t] = torch.randint(0, 50, (2, t - b))
+            out, _ = model(changed)
+            assert torch.allclose(out[:, t], base[:, t], atol=1e-6, rtol=0), t
+        changed = idx.clone()
+        changed[:, b - 1] = (idx[:, b - 1] + 1) % 50
+        out, _ = model(changed)
+        assert not torch.allclose(out[:, T - 1], base[:, T - 1], atol=1e-3)
+
+
 @pytest.mark.parametrize("variant", ["vanilla", "rope"])
 def test_vanilla_and_rope_attention_run_through_sdpa(variant, monkeypatch):
     calls = []
