@@ -268,6 +268,8 @@ def loss_figure(sweep: Sweep, phase_configs: list[str], titles: list[str]) -> by
         axis.set_ylabel("training loss (cross-entropy, nats)")
         axis.set_yscale("log")
         axis.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+        # Minor ticks at 2, 3 and 5 only: labelling every one crowds a decade into a smear.
+        axis.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 3.0, 5.0)))
         axis.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2g"))
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(title=f"seeds {', '.join(map(str, sweep.seeds))}")
