@@ -48,8 +48,6 @@ class ModelSection(Section):
     n_head: int = Field(8, ge=1)
     n_embd: int = Field(256, ge=1)
     bottleneck_dim: int = Field(32, ge=1, description="perceiver only")
-    perceiver_query_norm: bool = Field(
-        False, description="perceiver only: layer-norm the up-projection's queries (SPEC: off, the raw embedded input)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="embedding, attention and residual dropout")
 
 

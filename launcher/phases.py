@@ -28,7 +28,7 @@ from launcher.metrics import RunLogger, print_main
 from launcher.schedule import default_final_tokens
 from model import GPT, GPTConfig
 
-MODEL_SHAPE_KEYS = ("variant", "n_layer", "n_head", "n_embd", "bottleneck_dim", "perceiver_query_norm", "block_size")
+MODEL_SHAPE_KEYS = ("variant", "n_layer", "n_head", "n_embd", "bottleneck_dim", "block_size")
 
 
 def model_config(config: RunConfig, vocab: Vocabulary) -> GPTConfig:
@@ -36,7 +36,6 @@ def model_config(config: RunConfig, vocab: Vocabulary) -> GPTConfig:
     return GPTConfig(
         vocab_size=len(vocab), block_size=config.data.block_size, n_layer=m.n_layer, n_head=m.n_head,
         n_embd=m.n_embd, variant=m.variant, bottleneck_dim=m.bottleneck_dim,
-        perceiver_query_norm=m.perceiver_query_norm,
         embd_pdrop=m.dropout, resid_pdrop=m.dropout, attn_pdrop=m.dropout,
     )
 

@@ -59,7 +59,7 @@ SPEC_REFERENCE = {
 SPEC_LONDON = 5.0
 # SPEC's reference model and schedule: what a run must match to be called full scale.
 SPEC_MODEL = {"data.block_size": 128, "model.n_layer": 4, "model.n_head": 8, "model.n_embd": 256,
-              "model.dropout": 0.1, "model.bottleneck_dim": 32, "model.perceiver_query_norm": False}
+              "model.dropout": 0.1, "model.bottleneck_dim": 32}
 SPEC_SCHEDULE = {
     "pretrain": {"train.epochs": 650, "train.global_batch_size": 128, "train.learning_rate": 6e-3},
     "finetune": {"train.epochs": 10, "train.global_batch_size": 256, "train.learning_rate": 6e-4},
@@ -96,12 +96,9 @@ class RunResult:
     def date(self) -> str:
         return self.attempts[0]["started"][:10]
 
-    def setting(self, key: str, absent=None):
-        """A resolved config value; `absent` for a key newer than the run (it ran with that key's default)."""
+    def setting(self, key: str):
         value = self.config
         for part in key.split("."):
-            if part not in value:
-                return absent
             value = value[part]
         return value
 
@@ -225,7 +222,7 @@ def differences_from_spec(sweep: Sweep, dev_lines: int) -> list[str]:
     found = []
     any_run = next(iter(sweep.runs.values()))
     for key, spec in SPEC_MODEL.items():
-        if any_run.setting(key, absent=spec) != spec:
+        if any_run.setting(key) != spec:
             found.append(f"`{key}` {any_run.setting(key)} (SPEC: {spec})")
     for phase_config, keys in SPEC_SCHEDULE.items():
         runs = [r for (_, _, p), r in sweep.runs.items() if p == phase_config]

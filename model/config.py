@@ -16,10 +16,6 @@ class GPTConfig:
     n_embd: int = 256
     variant: str = "vanilla"
     bottleneck_dim: int = 32  # perceiver only: positions in the bottleneck
-    # Perceiver only, off in SPEC: layer-norm the up-projection's queries. SPEC's queries are the raw
-    # embedded input (std ~0.02 at init), so the up-projection's attention starts nearly uniform and
-    # learns slowly; docs/results.md measures what normalising them changes.
-    perceiver_query_norm: bool = False
     embd_pdrop: float = 0.1
     resid_pdrop: float = 0.1
     attn_pdrop: float = 0.1

@@ -65,13 +65,11 @@ class UpProjectBlock(nn.Module):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
-        # SPEC queries with the raw embedded input; model.perceiver_query_norm layer-norms it first.
-        self.ln_query = nn.LayerNorm(config.n_embd) if config.perceiver_query_norm else nn.Identity()
         self.attn = CausalCrossAttention(config)
         self.mlp = mlp(config)
 
     def forward(self, y: torch.Tensor, x_input: torch.Tensor) -> torch.Tensor:
-        out = x_input + self.attn(self.ln1(y), self.ln_query(x_input))
+        out = x_input + self.attn(self.ln1(y), x_input)
         return out + self.mlp(self.ln2(out))
 
 

@@ -45,19 +45,6 @@ def test_overrides_keep_types_and_the_resolved_config_round_trips(tmp_path):
     assert load_config(tmp_path / "resolved.yaml") == config
 
 
-def test_perceiver_query_norm_reaches_the_model_and_is_off_by_default():
-    from data.vocab import Vocabulary
-    from launcher.phases import model_config
-    from model import GPT
-
-    overlay = CONFIGS / "variants" / "perceiver.yaml"
-    vocab = Vocabulary("abc")
-    spec = GPT(model_config(load_config([CONFIGS / "pretrain.yaml", overlay]), vocab))
-    normed = GPT(model_config(load_config([CONFIGS / "pretrain.yaml", overlay], ["model.perceiver_query_norm=on"]), vocab))
-    assert type(spec.up.ln_query).__name__ == "Identity"
-    assert type(normed.up.ln_query).__name__ == "LayerNorm"
-
-
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -71,7 +58,6 @@ def test_perceiver_query_norm_reaches_the_model_and_is_off_by_default():
         (["run_dir=runs/{nope}"], "run_dir: unknown placeholder"),
         (["train.zero_stage"], "--set train.zero_stage: expected key=value"),
         (["data.prefetch=maybe"], "data.prefetch: expected auto, on or off (got 'maybe')"),
-        (["model.perceiver_query_norm=maybe"], "model.perceiver_query_norm: Input should be a valid boolean"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(overrides, message):
