@@ -37,7 +37,7 @@ from data.atomic import write_text_atomically  # noqa: E402
 from data.birthplaces import read_questions  # noqa: E402
 from data.errors import DataError  # noqa: E402
 from launcher.run_record import RECORD_NAME, read_attempts, source_commit  # noqa: E402
-from launcher.sweep import SETTINGS, VARIANTS, cell_dir  # noqa: E402
+from launcher.sweep import SETTINGS, VARIANTS, cell_dir, phase_configs  # noqa: E402
 
 
 PROG = "python -m launcher.report"
@@ -181,11 +181,9 @@ def read_sweep(path: Path) -> Sweep:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{manifest_path}: unreadable ({exc})") from None
     sweep = Sweep(path, manifest)
-    phases = (["pretrain", "finetune"] if "pretrained" in sweep.settings else []) + \
-        (["finetune_scratch"] if "scratch" in sweep.settings else [])
     for variant in sweep.variants:
         for seed in sweep.seeds:
-            for phase_config in phases:
+            for phase_config in phase_configs(sweep.settings):
                 run_dir = cell_dir(path, variant, seed) / phase_config
                 sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
     return sweep

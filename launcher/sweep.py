@@ -79,14 +79,16 @@ def data_overrides(data: Path | None, phase_config: str) -> list[str]:
     return {"pretrain": [corpus], "finetune": questions, "finetune_scratch": [corpus, *questions]}[phase_config]
 
 
+def phase_configs(settings: list[str]) -> list[str]:
+    """The runs of one grid cell, in execution order: a finetune needs its pretrain before it."""
+    return (["pretrain", "finetune"] if "pretrained" in settings else []) + \
+        (["finetune_scratch"] if "scratch" in settings else [])
+
+
 def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], settings: list[str],
               data: Path | None, overrides: list[str]) -> list[Run]:
     """Every run of the grid in execution order, each config loaded and validated (ConfigError otherwise)."""
-    phases = []
-    if "pretrained" in settings:
-        phases += ["pretrain", "finetune"]
-    if "scratch" in settings:
-        phases.append("finetune_scratch")
+    phases = phase_configs(settings)
     runs = []
     for variant in variants:
         for seed in seeds:
