@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import GPTConfig
 from model.kv_cache import LayerKVCache
 from model.rope import RotaryEmbedding
+
+if TYPE_CHECKING:
+    from model.config import GPTConfig
 
 
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:

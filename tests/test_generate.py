@@ -10,7 +10,8 @@ import torch
 from data.synthetic import build_world, question
 from data.names import NameDataset
 from data.vocab import MASK, Vocabulary
-from model import GPT, GPTConfig, VARIANTS
+from model import GPT, VARIANTS
+from models import small_config
 from model.generate import generate, generate_plain
 
 
@@ -24,7 +25,7 @@ def random_prompts(count: int, vocab_size: int, max_len: int, seed: int = 0) -> 
 def test_random_weights(variant, block_size):
     """At block 16 rows outgrow the context mid-generation, so cropping is exercised too."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(30, block_size, n_layer=3, n_head=4, n_embd=48, variant=variant, bottleneck_dim=8))
+    model = GPT(small_config(variant, vocab_size=30, block_size=block_size, n_layer=3, n_head=4, n_embd=48, bottleneck_dim=8))
     prompts = random_prompts(11, 30, 14)
     expected = [generate_plain(model, p, 20) for p in prompts]
     assert generate(model, prompts, 20) == expected
@@ -45,7 +46,7 @@ def trained_models():
     models = {}
     for variant in VARIANTS:
         torch.manual_seed(0)
-        model = GPT(GPTConfig(len(vocab), 64, n_layer=2, n_head=4, n_embd=64, variant=variant, bottleneck_dim=16))
+        model = GPT(small_config(variant, vocab_size=len(vocab), block_size=64, n_layer=2, n_head=4, n_embd=64, bottleneck_dim=16))
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
         for step in range(60):
             rows = torch.randint(0, len(x), (32,))
@@ -74,7 +75,7 @@ def test_briefly_trained_weights(variant, trained_models):
 
 
 def test_generation_restores_training_mode():
-    model = GPT(GPTConfig(20, 16, n_layer=2, n_head=2, n_embd=16))
+    model = GPT(small_config(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16))
     model.train()
     generate(model, [[1, 2, 3]], 4)
     assert model.training

@@ -10,7 +10,8 @@ from data.errors import DataError
 from data.loader import InStepLoader, PrefetchingLoader, trim_trailing_padding
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
-from model import GPT, GPTConfig
+from model import GPT
+from models import small_config
 
 
 def test_trimming_cuts_columns_whose_targets_are_all_padding():
@@ -25,8 +26,7 @@ def test_trimming_cuts_columns_whose_targets_are_all_padding():
 def test_trimmed_batches_give_the_loss_and_gradients_of_full_ones(variant):
     """Causal attention and PAD-ignoring loss: the cut columns contribute nothing, for every variant."""
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=40, block_size=64, n_layer=4, n_head=4, n_embd=32, variant=variant, bottleneck_dim=8,
-                       embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    config = small_config(variant, dropout=0.0, vocab_size=40, block_size=64, n_layer=4, n_head=4, n_embd=32, bottleneck_dim=8)
     model = GPT(config)
     x = torch.randint(2, 40, (6, 63))
     y = torch.randint(2, 40, (6, 63))

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, VARIANTS
+from model import GPT, VARIANTS
+from models import small_config, spec_config
 
 REFERENCE_PARAMETERS = {"vanilla": 3_323_392, "synthesizer": 3_076_988, "perceiver": 3_331_584, "rope": 3_290_624}
 
@@ -17,12 +18,12 @@ def small(variant: str, block_size: int = 32, **overrides) -> GPT:
     torch.manual_seed(0)
     config = dict(vocab_size=50, block_size=block_size, n_layer=4, n_head=4, n_embd=64, variant=variant, bottleneck_dim=8)
     config.update(overrides)
-    return GPT(GPTConfig(**config)).eval()
+    return GPT(small_config(**config)).eval()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parameter_count_at_reference_size(variant):
-    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant=variant))
+    model = GPT(spec_config(variant))
     assert model.num_parameters() == REFERENCE_PARAMETERS[variant]
 
 
@@ -135,7 +136,7 @@ def test_loss_ignores_pad_targets():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_initialisation_follows_spec(variant):
-    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant=variant))
+    model = GPT(spec_config(variant))
     assert abs(model.head.weight.std().item() - 0.02) < 0.002
     assert abs(model.tok_emb.weight.std().item() - 0.02) < 0.002
     assert torch.equal(model.ln_f.weight, torch.ones(256)) and torch.equal(model.ln_f.bias, torch.zeros(256))
@@ -154,7 +155,7 @@ def test_initialisation_follows_spec(variant):
 
 
 def test_weight_decay_only_on_linear_weights():
-    model = GPT(GPTConfig(vocab_size=256, block_size=128, variant="synthesizer"))
+    model = GPT(spec_config("synthesizer"))
     decayed = model.decayed_parameter_names()
     names = dict(model.named_parameters())
     assert decayed <= set(names)
@@ -177,9 +178,12 @@ def test_input_longer_than_context_is_refused():
         ({"n_embd": 30}, "divisible by n_head"),
         ({"variant": "perceiver", "n_layer": 1}, "n_layer >= 2"),
         ({"attn_pdrop": 1.5}, "attn_pdrop"),
+        ({"variant": "perceiver", "bottleneck_dim": None}, "bottleneck_dim: required by the perceiver variant"),
+        ({"variant": "perceiver", "bottleneck_dim": 2.5}, "bottleneck_dim: expected an integer"),
+        ({"bottleneck_width": 8}, "bottleneck_width: not a setting of any variant"),
     ],
 )
 def test_bad_config_values_are_named(overrides, message):
-    config = dict(vocab_size=50, block_size=32, n_head=4, n_embd=64) | overrides
+    config = dict(vocab_size=50, block_size=32, n_layer=4, n_head=4, n_embd=64, bottleneck_dim=8) | overrides
     with pytest.raises(ValueError, match=message):
-        GPTConfig(**config)
+        small_config(**config)
