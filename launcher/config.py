@@ -1,20 +1,25 @@
 """The run configuration: YAML with `base:` inheritance and `--set a.b=c` overrides, validated once.
 
-A config file may name `base: other.yaml` (relative to itself), or a list of bases merged in
-order; its own keys are merged over them, recursively. Several files may be given (`--config a.yaml overlay.yaml`): each is merged
-over the previous one, which is how the variant overlays work. `run_dir` and `init_from` may use
-`{variant}` and `{seed}`, so one overlay moves a whole pipeline to its own directories. `--set train.zero_stage=3` overrides one key; the value is read as YAML, so
-numbers, booleans and lists keep their types. Every problem becomes one ConfigError line naming the
-key. Relative paths in a config are relative to the directory the command runs in.
+A config file may name `base: other.yaml` (relative to itself), or a list of bases merged in order;
+its own keys are merged over them, recursively. Several files may be given (`--config a.yaml
+overlay.yaml`): each is merged over the previous one, which is how the variant overlays work.
+`run_dir` and `init_from` may use `{variant}` and `{seed}`, so one overlay moves a whole pipeline to
+its own directories. `--set key=value` overrides one key in its field's type (override_value). SPEC's
+shape and schedule have no defaults here: they live in configs/pretrain.yaml, which every config
+bases on. Every problem becomes one ConfigError line naming the key. Relative paths in a config are
+relative to the directory the command runs in.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from model.config import GPTConfig
+from model.variants import VARIANTS, variant_options
 
 MAX_BASE_DEPTH = 16
 
@@ -30,7 +35,7 @@ class Section(BaseModel):
 class DataConfig(Section):
     corpus: Path | None = Field(None, description="pretraining corpus: a text file or a data.prepare directory")
     finetune: Path | None = Field(None, description="question<TAB>place file to finetune on")
-    block_size: int = Field(128, ge=8, description="characters per example (SPEC: 128)")
+    block_size: int = Field(ge=8, description="characters per example")
     prefetch: Literal["auto"] | bool = Field(
         "auto", description="build micro-batches ahead on a thread, pinned (on/off); auto: on GPUs, off on CPUs where every core computes")
 
@@ -43,24 +48,39 @@ class DataConfig(Section):
 
 
 class ModelSection(Section):
-    variant: Literal["vanilla", "synthesizer", "perceiver", "rope"] = "vanilla"
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(8, ge=1)
-    n_embd: int = Field(256, ge=1)
-    bottleneck_dim: int = Field(32, ge=1, description="perceiver only")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="embedding, attention and residual dropout")
+    """The model's shape. Settings that only one variant reads (bottleneck_dim) are declared by that
+    variant in the registry (model/variants.py) and checked against it; unknown ones are errors."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    variant: str = Field(description="a registered variant (model.VARIANTS)")
+    n_layer: int = Field(ge=1)
+    n_head: int = Field(ge=1)
+    n_embd: int = Field(ge=1)
+    dropout: float = Field(ge=0.0, lt=1.0, description="embedding, attention and residual dropout")
+
+    @field_validator("variant")
+    @classmethod
+    def registered(cls, value: str) -> str:
+        if value not in VARIANTS:
+            raise ValueError(f"expected one of {', '.join(VARIANTS)}")
+        return value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The chosen variant's own settings, defaults filled in."""
+        return variant_options(self.variant, self.model_extra or {})
 
 
 class TrainConfig(Section):
-    epochs: float = Field(650, gt=0, description="passes over the data (SPEC: 650 pretrain, 10 or 75 finetune)")
+    epochs: float = Field(gt=0, description="passes over the data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    global_batch_size: int = Field(128, ge=1, description="examples per optimizer step, at any world size")
+    global_batch_size: int = Field(ge=1, description="examples per optimizer step, at any world size")
     micro_batch_size: int | None = Field(None, ge=1, description="examples per rank per forward; default global / world size")
-    learning_rate: float = Field(6e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0, description="gradient-norm clipping; 0 disables")
-    warmup_tokens: int = Field(512 * 20, ge=0)
+    learning_rate: float = Field(gt=0)
+    betas: tuple[float, float]
+    weight_decay: float = Field(ge=0)
+    grad_clip: float = Field(ge=0, description="gradient-norm clipping; 0 disables")
+    warmup_tokens: int = Field(ge=0)
     final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
     zero_stage: Literal[0, 1, 2, 3] = 0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -89,9 +109,9 @@ class RunConfig(Section):
     run_dir: Path
     seed: int = 0
     init_from: Path | None = Field(None, description="an export directory: weights, vocab.json and model.json")
-    data: DataConfig = DataConfig()
-    model: ModelSection = ModelSection()
-    train: TrainConfig = TrainConfig()
+    data: DataConfig
+    model: ModelSection
+    train: TrainConfig
     eval: EvalConfig = EvalConfig()
     distributed: DistributedSection = DistributedSection()
 
@@ -111,6 +131,10 @@ class RunConfig(Section):
                 raise ValueError("eval.questions: required to evaluate")
         if self.model.n_embd % self.model.n_head:
             raise ValueError(f"model.n_embd: {self.model.n_embd} is not divisible by model.n_head ({self.model.n_head})")
+        try:
+            self.model.options
+        except ValueError as exc:
+            raise ValueError(f"model.{exc}") from None
         return self
 
 
@@ -158,15 +182,38 @@ def load_tree(path: Path, depth: int = 0) -> dict[str, Any]:
     return merge(tree, raw)
 
 
+def takes_text(key: str) -> bool:
+    """Whether the config field at a dotted key holds text (a string or a path), read verbatim."""
+    section: type[BaseModel] = RunConfig
+    for part in key.split("."):
+        field = section.model_fields.get(part)
+        if field is None:
+            return False  # an unknown key or a variant's setting: validation names it
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            section = annotation
+            continue
+        return annotation in (str, Path) or any(arg in (str, Path) for arg in get_args(annotation))
+    return False
+
+
+def override_value(key: str, text: str) -> Any:
+    """`--set key=text` in the type of the field it sets: text fields take the text as it is (`null`
+    clears an optional one); every other field reads it as YAML, so numbers, booleans and lists keep
+    their types, and text that is not valid YAML is an error naming the key, never a string."""
+    if takes_text(key):
+        return None if text in ("null", "~") else text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}={text}: not a valid value for {key} ({getattr(exc, 'problem', None) or exc})") from None
+
+
 def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment}: expected key=value, e.g. train.zero_stage=3")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    override: dict[str, Any] = value
+    override: dict[str, Any] = override_value(key, text)
     for part in reversed(key.split(".")):
         override = {part: override}
     return merge(tree, override)
@@ -211,6 +258,26 @@ def load_config(paths: str | Path | list[str | Path], overrides: list[str] | Non
         more = len(exc.errors()) - 1
         raise ConfigError(f"{paths[-1]}: {first}" + (f" (and {more} more)" if more else "")) from None
     return fill_placeholders(config)
+
+
+def gpt_config(config: RunConfig, vocab_size: int) -> GPTConfig:
+    """The model a run builds: the config's shape over the vocabulary its corpus (or export) fixes."""
+    m = config.model
+    return GPTConfig(
+        vocab_size=vocab_size, block_size=config.data.block_size, n_layer=m.n_layer, n_head=m.n_head,
+        n_embd=m.n_embd, variant=m.variant, embd_pdrop=m.dropout, resid_pdrop=m.dropout, attn_pdrop=m.dropout,
+        options=m.options,
+    )
+
+
+# Keys that may differ between a checkpoint's run and the run that resumes it: where and how often it
+# logs and saves, how it is launched (world size, micro-batches, compilation, prefetching), when it
+# stops, and what it evaluates afterwards. Every other key changes the math or the data, so a resume
+# with another value is refused (launcher/resume.py) rather than silently mixing two runs.
+RESUME_MAY_CHANGE = (
+    "run_dir", "train.log_every", "train.checkpoint_every", "train.resume", "train.max_steps",
+    "train.micro_batch_size", "train.compile", "data.prefetch", "eval", "distributed",
+)
 
 
 def to_yaml(config: RunConfig) -> str:

@@ -95,3 +95,45 @@ def test_prefetch_reads_on_and_off():
     assert load_config(CONFIGS / "pretrain.yaml").data.prefetch == "auto"
     assert load_config(CONFIGS / "pretrain.yaml", ["data.prefetch=on"]).data.prefetch is True
     assert load_config(CONFIGS / "pretrain.yaml", ["data.prefetch=off"]).data.prefetch is False
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.betas=[0.8, 0.99", "--set train.betas=[0.8, 0.99: not a valid value for train.betas"),
+    ("model.bottleneck_dim=[3", "--set model.bottleneck_dim=[3: not a valid value for model.bottleneck_dim"),
+    ("model.bottleneck_dim=wide", "model.bottleneck_dim: expected an integer, got 'wide'"),
+    ("train.epochs={3", "--set train.epochs={3: not a valid value for train.epochs"),
+])
+def test_an_override_that_does_not_parse_names_its_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "pretrain.yaml", [override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_text_overrides_are_taken_verbatim():
+    """Paths and names are text, whatever YAML would make of them (a mapping, a boolean, a flow list)."""
+    config = load_config(CONFIGS / "pretrain.yaml", ["run_dir=runs/a: b", "eval.predictions=true", "data.corpus=[x].txt"])
+    assert config.run_dir == Path("runs/a: b") and config.eval.predictions == "true"
+    assert config.data.corpus == Path("[x].txt")
+    assert load_config(CONFIGS / "finetune_scratch.yaml", ["init_from=null"]).init_from is None
+
+
+def test_variant_settings_come_from_the_registry():
+    """bottleneck_dim is the perceiver's (declared in model/variants.py); a key no variant declares is refused."""
+    perceiver = load_config(CONFIGS / "pretrain.yaml", ["model.variant=perceiver", "model.bottleneck_dim=16"])
+    assert perceiver.model.options == {"bottleneck_dim": 16}
+    assert load_config(CONFIGS / "pretrain.yaml", ["model.variant=rope"]).model.options == {"rope_base": 10000.0}
+    with pytest.raises(ConfigError, match=r"pretrain.yaml: model.bottleneck_width: not a setting of any variant"):
+        load_config(CONFIGS / "pretrain.yaml", ["model.bottleneck_width=16"])
+    with pytest.raises(ConfigError, match=r"model.variant: expected one of vanilla, synthesizer, perceiver, rope"):
+        load_config(CONFIGS / "pretrain.yaml", ["model.variant=linear"])
+
+
+def test_spec_shape_and_schedule_are_not_defaults_in_code(tmp_path):
+    """A config that leaves out the model's shape or the schedule is refused, not filled with SPEC's values."""
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("phase: pretrain\nrun_dir: r\ndata: {corpus: c.txt, block_size: 128}\n"
+                    "model: {variant: vanilla, n_layer: 4, n_head: 8, dropout: 0.1}\n"
+                    "train: {epochs: 650, global_batch_size: 128, learning_rate: 6.0e-3, betas: [0.9, 0.95],"
+                    " weight_decay: 0.1, grad_clip: 1.0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bare.yaml: model.n_embd: required \(and 1 more\)"):
+        load_config(bare)
