@@ -70,11 +70,21 @@ def read_questions(path: str | os.PathLike, require_answers: bool) -> list[Quest
     return parse_questions(text, str(path), require_answers)
 
 
-def check_in_vocabulary(questions: list[Question], vocab: Vocabulary, source: str) -> None:
-    """Every character of every question (and place) must have an id in the model's vocabulary."""
+def check_questions(questions: list[Question], vocab: Vocabulary, source: str, block_size: int,
+                    context_length: int) -> None:
+    """The one rule for question files, applied before any training or decoding: every character of
+    every question and place has an id in the model's vocabulary, `question⁇place⁇` fits in
+    block_size (a finetuning example), and `question⁇` fits in the model's context (an evaluation
+    prompt, which may have no place)."""
     for q in questions:
         for part in (q.text, q.answer or ""):
             try:
                 vocab.encode(part)
             except KeyError as exc:
                 raise DataError(source, exc.args[0], q.line) from None
+        if q.answer is not None and len(q.text) + len(q.answer) + 2 > block_size:
+            raise DataError(source, f"question and place are {len(q.text) + len(q.answer)} characters; "
+                                    f"block_size {block_size} allows at most {block_size - 2}", q.line)
+        if len(q.text) + 1 > context_length:
+            raise DataError(source, f"question of {len(q.text)} characters; the model's context of "
+                                    f"{context_length} allows at most {context_length - 1}", q.line)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import DataError
-from data.vocab import RESERVED, reserved_problem
+from data.vocab import RESERVED, Vocabulary, reserved_problem
 
 INDEX_FILE = "index.npy"
 MANIFEST_FILE = "manifest.json"
+VOCAB_FILE = "vocab.json"
 
 
 def list_shards(path: Path) -> list[Path]:
@@ -133,3 +134,18 @@ class DocumentCorpus:
         state = self.__dict__.copy()
         state["_handles"] = {}
         return state
+
+
+def corpus_vocabulary(corpus: DocumentCorpus) -> Vocabulary:
+    """The vocabulary a corpus fixes: a prepared directory carries it as vocab.json; otherwise the
+    corpus is scanned (streamed; PAD or MASK in it is an error naming the line)."""
+    prepared = corpus.path / VOCAB_FILE
+    if corpus.path.is_dir() and prepared.is_file():
+        return Vocabulary.load(prepared)
+    return Vocabulary(corpus.distinct_characters())
+
+
+def open_corpus(path: str | os.PathLike) -> tuple[DocumentCorpus, Vocabulary]:
+    """A pretraining corpus and the vocabulary it fixes."""
+    corpus = DocumentCorpus(path)
+    return corpus, corpus_vocabulary(corpus)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from data.birthplaces import Question, check_in_vocabulary, parse_questions
+from data.birthplaces import Question, check_questions, parse_questions
 from data.corruption import CharCorruptionDataset
-from data.errors import DataError
 from data.vocab import MASK, PAD, Vocabulary, VocabularyAccess
 
 
@@ -14,7 +13,8 @@ class NameDataset(VocabularyAccess, torch.utils.data.Dataset):
     """Finetuning examples from `question<TAB>place` lines, with the pretraining vocabulary.
 
     Takes the pretraining dataset (its vocabulary and block_size) or a Vocabulary plus block_size,
-    because finetuning must reuse the exact ids the pretrained model saw.
+    because finetuning must reuse the exact ids the pretrained model saw. Every line is checked by
+    data.birthplaces' one rule before any example exists.
     """
 
     def __init__(
@@ -25,22 +25,16 @@ class NameDataset(VocabularyAccess, torch.utils.data.Dataset):
         source: str = "<tsv>",
     ) -> None:
         if isinstance(pretraining_dataset_or_vocab, Vocabulary):
+            if block_size is None:
+                raise TypeError("NameDataset with a Vocabulary needs block_size")
             self.vocab = pretraining_dataset_or_vocab
-            self.block_size = block_size if block_size is not None else 128
+            self.block_size = block_size
         else:
             self.vocab = pretraining_dataset_or_vocab.vocab
             self.block_size = block_size if block_size is not None else pretraining_dataset_or_vocab.block_size
         self.questions: list[Question] = parse_questions(tsv_text, source, require_answers=True)
-        check_in_vocabulary(self.questions, self.vocab, source)
-        limit = self.block_size - 2
-        for q in self.questions:
-            if len(q.text) + len(q.answer) > limit:
-                raise DataError(
-                    source,
-                    f"question and place are {len(q.text) + len(q.answer)} characters; "
-                    f"block_size {self.block_size} allows at most {limit}",
-                    q.line,
-                )
+        # An example's input is block_size - 1 characters, which every variant's context holds.
+        check_questions(self.questions, self.vocab, source, self.block_size, self.block_size - 1)
 
     def __len__(self) -> int:
         return len(self.questions)

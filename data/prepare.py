@@ -16,15 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from data.atomic import atomic_directory
-from data.corpus import INDEX_FILE, MANIFEST_FILE, DocumentCorpus
+from data.corpus import INDEX_FILE, MANIFEST_FILE, VOCAB_FILE, open_corpus
 from data.errors import DataError
-from data.vocab import Vocabulary
 
 
 def prepare_corpus(source: str | Path, out_dir: str | Path, shard_bytes: int, overwrite: bool = False) -> dict:
     """Validate and shard a corpus; returns the manifest."""
-    corpus = DocumentCorpus(source)
-    vocab = Vocabulary(corpus.distinct_characters())  # rejects PAD / MASK with file:line
+    corpus, vocab = open_corpus(source)  # rejects PAD / MASK with file:line
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
         offsets = array("Q")
         shard_starts: list[int] = []
@@ -43,7 +41,7 @@ def prepare_corpus(source: str | Path, out_dir: str | Path, shard_bytes: int, ov
             written += len(encoded)
         shard.close()
         np.save(staging / INDEX_FILE, np.frombuffer(offsets, dtype=np.uint64))
-        vocab.save(staging / "vocab.json")
+        vocab.save(staging / VOCAB_FILE)
         shards = sorted(staging.glob("shard-*.txt"))
         manifest = {
             "source": str(source),

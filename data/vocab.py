@@ -3,7 +3,8 @@
 The newline that separates documents counts as a corpus character (SPEC's 256 ids for wiki.txt
 are PAD, MASK and its 254 distinct characters, newline included).
 
-The vocabulary is fixed by the pretraining corpus and travels with every checkpoint as JSON, so
+The vocabulary is fixed by the pretraining corpus (data.corpus.corpus_vocabulary for a corpus on
+disk, Vocabulary.from_text for one in memory) and travels with every export as vocab.json, so
 finetuning and evaluation use exactly the ids the model was trained on.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.atomic import write_text_atomically
 from data.errors import DataError, describe_char
 
 PAD = "\u25a1"  # □, id 0; the loss ignores it
@@ -75,8 +77,6 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a crash never leaves a truncated vocab.json beside a checkpoint."""
-        from data.atomic import write_text_atomically
-
         write_text_atomically(path, self.to_json())
 
     @classmethod
@@ -103,13 +103,6 @@ class Vocabulary:
         except OSError as exc:
             raise DataError(str(path), f"cannot read vocabulary ({exc.strerror})") from None
         return cls.from_json(text, source=str(path))
-
-    @classmethod
-    def from_corpus_file(cls, path: str | os.PathLike) -> "Vocabulary":
-        """Scan a corpus line by line (memory independent of its size), rejecting PAD and MASK."""
-        from data.corpus import DocumentCorpus  # local: corpus imports this module
-
-        return cls(DocumentCorpus(path).distinct_characters())
 
     @classmethod
     def from_text(cls, text: str, source: str = "<corpus>") -> "Vocabulary":

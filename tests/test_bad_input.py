@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_module
 from data.birthplaces import read_questions
-from data.corpus import DocumentCorpus
+from data.corpus import DocumentCorpus, corpus_vocabulary
 from data.corruption import CharCorruptionDataset
 from data.errors import DataError
 from data.names import NameDataset
@@ -30,7 +30,7 @@ def test_corpus_with_reserved_character(tmp_path, reserved, name):
     corpus = tmp_path / "wiki.txt"
     corpus.write_text(f"fine line\nanother\nbad {reserved} line\n", encoding="utf-8")
     with pytest.raises(DataError, match=rf"wiki.txt:3: .*reserved {name}"):
-        Vocabulary.from_corpus_file(corpus)
+        corpus_vocabulary(DocumentCorpus(corpus))
     with pytest.raises(DataError, match=rf"wiki.txt:3: .*reserved {name}"):
         CharCorruptionDataset(corpus.read_text(encoding="utf-8"), 128, source=str(corpus))
     result = run_module("data.prepare", str(corpus), str(tmp_path / "out"))
@@ -70,7 +70,7 @@ def test_bad_tsv_line_names_file_and_line(tmp_path, line, problem):
     tsv = tmp_path / "train.tsv"
     tsv.write_text(f"Where was Ada born?\tLondon\n{line}\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train.tsv:2: ") as info:
-        NameDataset(VOCAB, tsv.read_text(encoding="utf-8"), source=str(tsv))
+        NameDataset(VOCAB, tsv.read_text(encoding="utf-8"), block_size=128, source=str(tsv))
     assert problem in str(info.value)
     with pytest.raises(DataError, match=r"train.tsv:2: "):
         read_questions(tsv, require_answers=True)
@@ -78,13 +78,13 @@ def test_bad_tsv_line_names_file_and_line(tmp_path, line, problem):
 
 def test_character_outside_vocabulary_names_file_line_and_character():
     with pytest.raises(DataError, match=r"dev.tsv:2: character 'ß' \(U\+00DF\) is not in the vocabulary"):
-        NameDataset(VOCAB, "Where was Ada born?\tLondon\nWhere was Aß born?\tParis\n", source="dev.tsv")
+        NameDataset(VOCAB, "Where was Ada born?\tLondon\nWhere was Aß born?\tParis\n", block_size=128, source="dev.tsv")
 
 
 def test_question_too_long_for_block_size():
     tsv = "Where was Ada born?\tLondon\n" * 2 + "Where was " + "Ada " * 30 + "born?\tLondon\n"
     with pytest.raises(DataError, match=r"long.tsv:3: question and place are 141 characters; block_size 128 allows at most 126"):
-        NameDataset(VOCAB, tsv, source="long.tsv")
+        NameDataset(VOCAB, tsv, block_size=128, source="long.tsv")
 
 
 def test_question_file_mixing_answered_and_bare_lines():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.corpus import DocumentCorpus
+from data.corpus import DocumentCorpus, corpus_vocabulary
 from data.prepare import prepare_corpus
 from data.stream import ShardedDocumentStream
 from data.vocab import Vocabulary
@@ -49,7 +49,7 @@ def global_stream(ranks: list[ShardedDocumentStream], global_batches: int) -> to
 @pytest.fixture
 def corpus(small_corpus):
     path, documents = small_corpus
-    return path, Vocabulary.from_corpus_file(path), documents
+    return path, corpus_vocabulary(DocumentCorpus(path)), documents
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 import pytest
 
+from data.corpus import DocumentCorpus, corpus_vocabulary
 from data.errors import DataError
 from data.vocab import MASK, PAD, Vocabulary
 
@@ -17,7 +21,7 @@ def test_ids_follow_spec():
 
 
 def test_real_corpus_has_256_ids(real_data):
-    vocab = Vocabulary.from_corpus_file(real_data / "wiki.txt")
+    vocab = corpus_vocabulary(DocumentCorpus(real_data / "wiki.txt"))
     assert len(vocab) == 256
     text = (real_data / "wiki.txt").read_text(encoding="utf-8")
     assert vocab == Vocabulary.from_text(text)
@@ -28,7 +32,27 @@ def test_save_load_round_trip(tmp_path):
     vocab = Vocabulary.from_text("héllo wörld ⁂\n")
     vocab.save(tmp_path / "vocab.json")
     assert Vocabulary.load(tmp_path / "vocab.json") == vocab
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]  # nothing written beside it
+
+
+def test_a_failed_save_keeps_the_previous_file_whole_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The disk fills half-way through the write: the old vocab.json is untouched and no partial file remains."""
+    old = Vocabulary.from_text("abc\n")
+    old.save(tmp_path / "vocab.json")
+    before = (tmp_path / "vocab.json").read_bytes()
+    real_write_text = Path.write_text
+
+    def half_then_full_disk(self: Path, text: str, *args, **kwargs) -> int:
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        Vocabulary.from_text("héllo wörld ⁂\n").save(tmp_path / "vocab.json")
+    monkeypatch.undo()
+    assert (tmp_path / "vocab.json").read_bytes() == before
+    assert Vocabulary.load(tmp_path / "vocab.json") == old
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]
 
 
 def test_unknown_character_is_named():
