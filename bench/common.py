@@ -17,8 +17,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT.parent / "shared" / "data" / "birthplaces"))
-# SPEC's reference model
-SPEC_MODEL = {"n_layer": 4, "n_head": 8, "n_embd": 256, "block_size": 128}
+SPEC_CONFIG = ROOT / "configs" / "pretrain.yaml"  # SPEC's model and schedule live there, not in code
+
+
+def spec_run_config(*overrides: str):
+    """SPEC's pretraining config (configs/pretrain.yaml) with `key=value` overrides."""
+    from launcher.config import load_config
+
+    return load_config(SPEC_CONFIG, list(overrides))
+
+
+def spec_model_config(vocab_size: int, variant: str = "vanilla"):
+    """SPEC's model over a vocabulary of `vocab_size`."""
+    from launcher.config import gpt_config
+
+    return gpt_config(spec_run_config(f"model.variant={variant}"), vocab_size)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import torch
 
-from bench.common import SPEC_MODEL, DataSet
+from bench.common import DataSet, spec_model_config
 from bench.reference_gpt import ReferenceGPT, generate_reference
 from data.birthplaces import read_questions
+from data.corpus import DocumentCorpus, corpus_vocabulary
 from data.vocab import MASK, Vocabulary
 from launcher.evaluate import predict_shard, prediction_of
 from launcher.export import read_export
-from model import GPT, GPTConfig
+from model import GPT
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ def spec_model(data: DataSet, export: Path | None) -> tuple[GPT, Vocabulary, str
         model = GPT(loaded.model_config)
         model.load_state_dict(loaded.state_dict)
         return model, loaded.vocab, f"trained export {export}"
-    vocab = Vocabulary.from_corpus_file(data.corpus)
+    vocab = corpus_vocabulary(DocumentCorpus(data.corpus))
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=len(vocab), variant="vanilla", **SPEC_MODEL))
+    model = GPT(spec_model_config(len(vocab)))
     return model, vocab, "vanilla, SPEC size, untrained (seed 0)"
 
 

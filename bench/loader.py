@@ -15,7 +15,7 @@ import torch
 from bench.common import DataSet
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
-from launcher.phases import corpus_and_vocab
+from data.corpus import open_corpus
 
 MICRO_BATCH = 64
 
@@ -30,12 +30,12 @@ def examples_per_second(stream: ShardedExampleStream, seconds: float = 3.0) -> f
 
 
 def pretraining_rate(data: DataSet) -> float:
-    corpus, vocab = corpus_and_vocab(data.corpus)
+    corpus, vocab = open_corpus(data.corpus)
     return examples_per_second(ShardedDocumentStream(corpus, vocab, 128, MICRO_BATCH, rank=0, world_size=2))
 
 
 def finetuning_rate(data: DataSet) -> float:
-    _, vocab = corpus_and_vocab(data.corpus)
+    _, vocab = open_corpus(data.corpus)
     names = NameDataset(vocab, data.finetune.read_text(encoding="utf-8"), block_size=128, source=str(data.finetune))
     return examples_per_second(ShardedExampleStream(len(names), lambda _epoch, item: names[item], MICRO_BATCH, 0, 2))
 

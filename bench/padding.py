@@ -11,12 +11,12 @@ from pathlib import Path
 from data.loader import InStepLoader
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
-from launcher.phases import corpus_and_vocab
+from data.corpus import open_corpus
 
 
 def main(argv: list[str]) -> int:
     data = Path(argv[0]) if argv else Path("../shared/data/birthplaces")
-    corpus, vocab = corpus_and_vocab(data / "wiki.txt")
+    corpus, vocab = open_corpus(data / "wiki.txt")
     names = NameDataset(vocab, (data / "birth_places_train.tsv").read_text(encoding="utf-8"), block_size=128)
     streams = {"pretraining, micro-batch 64": ShardedDocumentStream(corpus, vocab, 128, 64, 0, 2),
                "finetuning, micro-batch 128": ShardedExampleStream(len(names), lambda _e, i: names[i], 128, 0, 2)}

@@ -1,6 +1,6 @@
 """Baseline process: SPEC's reference training loop on one process, tokens per second per step.
 
-`python bench/reference_train.py CORPUS --steps N` prints one JSON line with the seconds of every
+`python -m bench.reference_train CORPUS --steps N` prints one JSON line with the seconds of every
 step. Data comes through a torch DataLoader over the in-memory corpus, shuffled, as the reference
 does it; the learning rate follows SPEC's token schedule, set by hand every step.
 """
@@ -15,11 +15,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.reference_gpt import ReferenceGPT  # noqa: E402
-from data.corruption import CharCorruptionDataset  # noqa: E402
-from launcher.schedule import lr_multiplier  # noqa: E402
+from bench.reference_gpt import ReferenceGPT
+from data.corruption import CharCorruptionDataset
+from launcher.schedule import lr_multiplier
 
 
 def main(argv: list[str] | None = None) -> int:

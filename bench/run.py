@@ -90,7 +90,7 @@ def memory_rows(results: dict) -> list[Row]:
         measured = {}
         for stage in range(4):
             command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                       "--master_port", str(free_port()), str(ROOT / "bench" / "zero_memory.py"),
+                       "--master_port", str(free_port()), "-m", "bench.zero_memory",
                        str(stage), precision]
             measured[stage] = last_json_line(run_checked(command, threads=1))["bytes"]
         results[f"memory_{precision}"] = measured

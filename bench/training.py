@@ -2,7 +2,7 @@
 
 spangpt runs its real path (launcher/train.py: config, DeepSpeed engine, sharded loader, logging)
 for a few steps with `train.log_every=1`; every step's tokens per second come from metrics.jsonl.
-The baseline is bench/reference_train.py. The first steps of each run are warm-up (allocator,
+The baseline is bench/reference_train.py (python -m bench.reference_train). The first steps of each run are warm-up (allocator,
 caches: 10-25% slow here) and left out; the rate is tokens over time for the rest. Tokens are
 every target position of the global batch (128 x 127), as SPEC counts them, padding included, so
 both sides count the same work whatever each does with it.
@@ -44,6 +44,6 @@ def spangpt_tokens_per_second(data: DataSet, run_dir: Path, ranks: int, threads:
 
 
 def reference_tokens_per_second(data: DataSet, threads: int, steps: int) -> float:
-    out = last_json_line(run_checked([sys.executable, str(ROOT / "bench" / "reference_train.py"), str(data.corpus),
+    out = last_json_line(run_checked([sys.executable, "-m", "bench.reference_train", str(data.corpus),
                                       "--steps", str(steps)], threads))
     return steady_rate(out["seconds"], out["tokens_per_step"])

@@ -1,7 +1,7 @@
 """Benchmark 4: bytes of parameters, gradients and optimizer state per rank at ZeRO stages 0-3.
 
 Read from the engine, not estimated: `python -m torch.distributed.run --nproc_per_node 2
-bench/zero_memory.py STAGE PRECISION` builds spangpt's engine (launcher.engine.build_engine) for
+-m bench.zero_memory STAGE PRECISION` builds spangpt's engine (launcher.engine.build_engine) for
 SPEC's model, runs one optimizer step of two accumulated micro-batches, then the forward and
 backward of the next micro-batch, and stops there: every kind of state now exists, and gradients
 are held between micro-batches as each stage holds them. It then walks the tensors the engine
@@ -15,17 +15,13 @@ import gc
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import SPEC_MODEL  # noqa: E402
-from launcher.config import TrainConfig  # noqa: E402
-from launcher.distributed import barrier, detect_context, prepare_environment, start, stop  # noqa: E402
-from launcher.engine import build_engine  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from bench.common import spec_model_config, spec_run_config
+from launcher.distributed import barrier, detect_context, prepare_environment, start, stop
+from launcher.engine import build_engine
+from model import GPT
 
 KINDS = ("parameters", "gradients", "optimizer state", "other")
 
@@ -88,8 +84,9 @@ def measure(stage: int, precision: str, context, device: torch.device) -> Counte
     """Build, train to the measuring point, count. The engine dies with this frame, before the
     process group does (the other order aborts the process at exit)."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=256, variant="vanilla", **SPEC_MODEL))
-    train = TrainConfig(global_batch_size=2 * context.world_size, micro_batch_size=1, zero_stage=stage, precision=precision)
+    model = GPT(spec_model_config(256))
+    train = spec_run_config(f"train.global_batch_size={2 * context.world_size}", "train.micro_batch_size=1",
+                            f"train.zero_stage={stage}", f"train.precision={precision}").train
     engine = build_engine(model, train, context, device)
     generator = torch.Generator().manual_seed(context.rank)
     for micro_batch in range(3):  # one optimizer step (2 micro-batches), then the first micro-batch of the next
