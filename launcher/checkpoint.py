@@ -1,7 +1,8 @@
 """Checkpoints through the DeepSpeed engine, and which one a resumed run continues from.
 
 DeepSpeed writes each rank's shard; only when every rank has returned does rank 0 write
-`complete.json` into the tag directory and then replace `latest` atomically. So `latest` never
+`complete.json` (step, world size, ZeRO stage, and the run's config and vocabulary, which a resume
+is checked against: launcher/resume.py) into the tag directory and then replace `latest` atomically. So `latest` never
 names a half-written checkpoint, and a run killed mid-save resumes from the previous one.
 ZeRO 1-3 checkpoints are tied to their world size; resuming at another one first converts the
 checkpoint to DeepSpeed's universal format (ds_to_universal), which every world size can load.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,13 +43,17 @@ class CheckpointInfo:
     step: int
     world_size: int
     zero_stage: int
+    record: dict[str, Any] | None = None  # the saving run's config and vocabulary (None: saved before they were kept)
 
     @property
     def path(self) -> Path:
         return self.directory / self.tag
 
 
-def save(engine, directory: Path, step: int, client_state: dict, context: DistributedContext, zero_stage: int) -> CheckpointInfo:
+def save(engine, directory: Path, step: int, client_state: dict, context: DistributedContext, zero_stage: int,
+         record: dict[str, Any]) -> CheckpointInfo:
+    """Every rank's shard, then complete.json and `latest`. client_state holds what resume restores
+    (step, tokens, loader position, RNG); `record` what it checks (config, vocabulary)."""
     tag = f"step{step:08d}"
     try:
         engine.save_checkpoint(str(directory), tag=tag, client_state=client_state, save_latest=False)
@@ -59,9 +65,9 @@ def save(engine, directory: Path, step: int, client_state: dict, context: Distri
         reason = write_failure(exc, directory)
         raise DataError(str(directory / tag), f"cannot write this checkpoint ({reason}); {kept}") from None
     barrier()  # every rank's shard is on disk
-    info = CheckpointInfo(directory, tag, step, context.world_size, zero_stage)
+    info = CheckpointInfo(directory, tag, step, context.world_size, zero_stage, record)
     if context.is_main:
-        marker = {"step": step, "world_size": context.world_size, "zero_stage": zero_stage}
+        marker = {"step": step, "world_size": context.world_size, "zero_stage": zero_stage, "record": record}
         write_text_atomically(info.path / COMPLETE, json.dumps(marker))
         write_text_atomically(directory / LATEST, tag)
     barrier()
@@ -85,8 +91,13 @@ def read_info(directory: Path, tag: str) -> CheckpointInfo | None:
     marker = directory / tag / COMPLETE
     if not marker.is_file():
         return None
-    data = json.loads(marker.read_text(encoding="utf-8"))
-    return CheckpointInfo(directory, tag, int(data["step"]), int(data["world_size"]), int(data["zero_stage"]))
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return CheckpointInfo(directory, tag, int(data["step"]), int(data["world_size"]), int(data["zero_stage"]),
+                              data.get("record"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(str(marker), f"damaged checkpoint marker ({exc}); remove {directory / tag} to resume "
+                                     "from the checkpoint before it") from None
 
 
 def find_latest(directory: Path) -> CheckpointInfo | None:

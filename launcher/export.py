@@ -65,9 +65,15 @@ def read_export(directory: Path) -> Export:
             raise DataError(str(directory / name), "not found: init_from must name an export directory")
     try:
         meta = json.loads((directory / MODEL).read_text(encoding="utf-8"))
-        config = GPTConfig(**meta["model"])
+        config = GPTConfig.from_dict(meta["model"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DataError(str(directory / MODEL), f"not a spangpt model description ({exc})") from None
+    documents = meta.get("pretraining_documents")
+    if isinstance(documents, bool) or not isinstance(documents, int) or documents < 1:
+        # It fixes the end of SPEC's learning-rate decay for every later phase; a guess would silently
+        # drop the rate to its floor at the first step.
+        raise DataError(str(directory / MODEL), f"pretraining_documents must be a positive integer (the pretraining "
+                                                f"corpus's document count), got {documents!r}")
     try:
         state_dict = load_file(directory / WEIGHTS)
     except (SafetensorError, OSError) as exc:
@@ -75,4 +81,4 @@ def read_export(directory: Path) -> Export:
     vocab = Vocabulary.load(directory / VOCAB)
     if len(vocab) != config.vocab_size:
         raise DataError(str(directory / VOCAB), f"has {len(vocab)} ids but the model expects {config.vocab_size}")
-    return Export(state_dict, config, vocab, int(meta.get("pretraining_documents", 0)))
+    return Export(state_dict, config, vocab, documents)

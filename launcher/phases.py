@@ -1,150 +1,66 @@
 """The three phases: pretrain (span corruption), finetune (birth places), evaluate (predictions).
 
-Each returns whether it finished (False after a stop signal: a checkpoint was saved to resume from).
-
-Each phase reads and checks all of its inputs before it writes anything into the run directory,
-so bad input ends a run with one error line and no partial output.
+Pretraining and finetuning differ only in what they train on (`TrainingData`); `train_phase` is the
+one set-up path both take. Each phase reads and checks all of its inputs (every file against the
+vocabulary, a checkpoint to resume against the config) before it writes anything into the run
+directory, so bad input ends a run with one error line and no partial output. Each returns whether
+it finished (False after a stop signal: a checkpoint was saved to resume from).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from data.atomic import write_text_atomically
-from data.birthplaces import Question, check_in_vocabulary, read_questions
-from data.corpus import DocumentCorpus
+from data.birthplaces import Question, check_questions, read_questions
+from data.corpus import open_corpus
 from data.errors import DataError
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
-from launcher import checkpoint, evaluate, trainer
-from launcher.config import ConfigError, RunConfig, to_yaml
+from launcher import evaluate, trainer
+from launcher.config import ConfigError, RunConfig, gpt_config, to_yaml
 from launcher.distributed import DistributedContext, barrier
 from launcher.engine import batch_geometry
 from launcher.export import Export, consolidated_fp32, read_export, write_export
 from launcher.metrics import RunLogger, print_main
+from launcher.resume import find_resume_point, resume_record
 from launcher.schedule import default_final_tokens
-from model import GPT, GPTConfig
+from model import GPT
 
-MODEL_SHAPE_KEYS = ("variant", "n_layer", "n_head", "n_embd", "bottleneck_dim", "block_size")
-
-
-def model_config(config: RunConfig, vocab: Vocabulary) -> GPTConfig:
-    m = config.model
-    return GPTConfig(
-        vocab_size=len(vocab), block_size=config.data.block_size, n_layer=m.n_layer, n_head=m.n_head,
-        n_embd=m.n_embd, variant=m.variant, bottleneck_dim=m.bottleneck_dim,
-        embd_pdrop=m.dropout, resid_pdrop=m.dropout, attn_pdrop=m.dropout,
-    )
+SHARED_SHAPE_KEYS = ("variant", "n_layer", "n_head", "n_embd", "block_size")
 
 
-def corpus_and_vocab(path: Path) -> tuple[DocumentCorpus, Vocabulary]:
-    """The pretraining corpus fixes the vocabulary; a prepared directory carries it as vocab.json."""
-    corpus = DocumentCorpus(path)
-    prepared = path / "vocab.json"
-    vocab = Vocabulary.load(prepared) if prepared.is_file() else Vocabulary(corpus.distinct_characters())
-    return corpus, vocab
+@dataclass
+class TrainingData:
+    """What a training phase trains on, read and checked before anything is written."""
+
+    vocab: Vocabulary
+    stream: ShardedExampleStream
+    items_per_epoch: int
+    pretraining_documents: int  # fixes SPEC's end of the cosine decay in both phases
+    init: Export | None = None  # weights to start from
+    questions: list[Question] | None = None  # predicted (and scored) once training ends
 
 
 def checked_export(config: RunConfig, vocab: Vocabulary | None) -> Export:
     """init_from's export, refusing one whose shape or vocabulary differs from this config's."""
     export = read_export(Path(config.init_from))
-    wanted = model_config(config, export.vocab).to_dict()
+    wanted = gpt_config(config, len(export.vocab)).to_dict()
     found = export.model_config.to_dict()
-    for key in MODEL_SHAPE_KEYS:
-        if wanted[key] != found[key]:
+    for key in (*SHARED_SHAPE_KEYS, *export.model_config.spec.options):
+        if wanted.get(key) != found.get(key):
             section = "data" if key == "block_size" else "model"
-            raise ConfigError(f"init_from: {config.init_from} has {key}={found[key]!r} but {section}.{key} is {wanted[key]!r}")
+            raise ConfigError(f"init_from: {config.init_from} has {key}={found.get(key)!r} but {section}.{key} is {wanted.get(key)!r}")
     if vocab is not None and vocab != export.vocab:
         raise ConfigError(
             f"init_from: {config.init_from} has a vocabulary of {len(export.vocab)} ids that differs from "
             f"data.corpus's ({len(vocab)} ids); finetune with the pretraining corpus's vocabulary"
         )
     return export
-
-
-def prepare_run_dir(config: RunConfig, context: DistributedContext) -> Path:
-    run_dir = Path(config.run_dir)
-    if config.phase != "evaluate" and config.train.resume == "required":
-        if checkpoint.find_latest(run_dir / "checkpoints") is None:
-            raise ConfigError(f"train.resume: required, but {run_dir / 'checkpoints'} holds no complete checkpoint")
-    if context.is_main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(run_dir / "config.yaml", to_yaml(config))
-        except OSError as exc:
-            raise ConfigError(f"run_dir: cannot write to {run_dir} ({exc.strerror})") from None
-    barrier()
-    return run_dir
-
-
-def logger_factory(config: RunConfig, context: DistributedContext):
-    return lambda total, initial: RunLogger(Path(config.run_dir), context, total, initial, config.phase)
-
-
-def finish_training(config: RunConfig, context: DistributedContext, engine, final, gpt_config: GPTConfig,
-                    vocab: Vocabulary, pretraining_documents: int) -> Path:
-    """Rank 0 exports consolidated fp32 weights beside vocab.json and model.json."""
-    export_dir = Path(config.run_dir) / "export"
-    state_dict = consolidated_fp32(engine, final, config.train.precision) if context.is_main else None
-    if context.is_main:
-        write_export(export_dir, state_dict, gpt_config, vocab, pretraining_documents)
-        print_main(context, f"{config.phase}: step {final.step}; exported {export_dir}")
-    barrier()
-    return export_dir
-
-
-def pretrain(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
-    corpus, vocab = corpus_and_vocab(Path(config.data.corpus))
-    micro, _ = batch_geometry(config.train, context.world_size)
-    gpt_config = model_config(config, vocab)
-    torch.manual_seed(config.seed)  # identical initial weights on every rank and world size
-    model = GPT(gpt_config)
-    stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size, config.seed)
-    final_tokens = config.train.final_tokens or default_final_tokens(len(corpus), config.data.block_size)
-    schedule = trainer.plan(config, len(corpus), final_tokens)
-    prepare_run_dir(config, context)
-    engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
-    if finished:
-        finish_training(config, context, engine, final, gpt_config, vocab, len(corpus))
-    return finished
-
-
-def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
-    corpus, corpus_vocab = corpus_and_vocab(Path(config.data.corpus)) if config.data.corpus else (None, None)
-    export = checked_export(config, corpus_vocab) if config.init_from else None
-    vocab = export.vocab if export else corpus_vocab
-    pretraining_documents = export.pretraining_documents if export else len(corpus)
-    path = Path(config.data.finetune)
-    names = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
-    questions = load_questions(config, vocab) if config.eval.questions else None
-    micro, _ = batch_geometry(config.train, context.world_size)
-    gpt_config = model_config(config, vocab)
-    torch.manual_seed(config.seed)
-    model = GPT(gpt_config)
-    if export:
-        model.load_state_dict(export.state_dict)
-    stream = ShardedExampleStream(len(names), lambda _epoch, item: names[item], micro, context.rank, context.world_size, config.seed)
-    final_tokens = config.train.final_tokens or default_final_tokens(pretraining_documents, config.data.block_size)
-    schedule = trainer.plan(config, len(names), final_tokens)
-    prepare_run_dir(config, context)
-    engine, final, finished = trainer.train(config, context, device, model, stream, vocab, schedule, logger_factory(config, context))
-    if not finished:
-        return False
-    export_dir = finish_training(config, context, engine, final, gpt_config, vocab, pretraining_documents)
-    if questions is not None:
-        run_evaluation(config, context, device, read_export(export_dir), questions, final.step)
-    return True
-
-
-def evaluate_phase(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
-    export = checked_export(config, None)
-    questions = load_questions(config, export.vocab)
-    prepare_run_dir(config, context)
-    run_evaluation(config, context, device, export, questions, 0)
-    return True
 
 
 def read_text(path: Path) -> str:
@@ -155,16 +71,101 @@ def read_text(path: Path) -> str:
 
 
 def load_questions(config: RunConfig, vocab: Vocabulary) -> list[Question]:
-    """The question file, checked against the model's vocabulary and context before any decoding."""
+    """eval.questions, checked against the model's vocabulary and context before any decoding."""
     path = Path(config.eval.questions)
     questions = read_questions(path, require_answers=False)
-    check_in_vocabulary(questions, vocab, str(path))
-    context_length = model_config(config, vocab).context_length
-    for q in questions:
-        if len(q.text) + 1 > context_length:
-            raise DataError(str(path), f"question of {len(q.text)} characters; the model's context of "
-                            f"{context_length} allows at most {context_length - 1}", q.line)
+    check_questions(questions, vocab, str(path), config.data.block_size, gpt_config(config, len(vocab)).context_length)
     return questions
+
+
+def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
+    """Every question file this phase will read (data.finetune, eval.questions), against `vocab`.
+
+    A sweep or pipeline calls it for its later phases with the vocabulary the pretraining corpus
+    fixes, before the pretraining starts: a character the corpus lacks then stops the job in
+    seconds, not after the hours of pretraining it would make useless.
+    """
+    context_length = gpt_config(config, len(vocab)).context_length
+    for path in (config.data.finetune, config.eval.questions):
+        if path is not None:
+            questions = read_questions(Path(path), require_answers=path == config.data.finetune)
+            check_questions(questions, vocab, str(path), config.data.block_size, context_length)
+
+
+def pretraining_data(config: RunConfig, context: DistributedContext) -> TrainingData:
+    corpus, vocab = open_corpus(Path(config.data.corpus))
+    micro, _ = batch_geometry(config.train, context.world_size)
+    stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size, config.seed)
+    return TrainingData(vocab, stream, len(corpus), len(corpus))
+
+
+def finetuning_data(config: RunConfig, context: DistributedContext) -> TrainingData:
+    corpus, corpus_vocab = open_corpus(Path(config.data.corpus)) if config.data.corpus else (None, None)
+    export = checked_export(config, corpus_vocab) if config.init_from else None
+    vocab = export.vocab if export else corpus_vocab
+    path = Path(config.data.finetune)
+    names = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
+    questions = load_questions(config, vocab) if config.eval.questions else None
+    micro, _ = batch_geometry(config.train, context.world_size)
+    stream = ShardedExampleStream(len(names), lambda _epoch, item: names[item], micro, context.rank, context.world_size, config.seed)
+    pretraining_documents = export.pretraining_documents if export else len(corpus)
+    return TrainingData(vocab, stream, len(names), pretraining_documents, export, questions)
+
+
+def prepare_run_dir(config: RunConfig, context: DistributedContext) -> Path:
+    run_dir = Path(config.run_dir)
+    if context.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(run_dir / "config.yaml", to_yaml(config))
+        except OSError as exc:
+            raise ConfigError(f"run_dir: cannot write to {run_dir} ({exc.strerror})") from None
+    barrier()
+    return run_dir
+
+
+def train_phase(config: RunConfig, context: DistributedContext, device: torch.device, data: TrainingData) -> bool:
+    """The one set-up path of both training phases: model, schedule, resume, training, export, evaluation."""
+    shape = gpt_config(config, len(data.vocab))
+    torch.manual_seed(config.seed)  # identical initial weights on every rank and world size
+    model = GPT(shape)
+    if data.init is not None:
+        model.load_state_dict(data.init.state_dict)
+    final_tokens = config.train.final_tokens or default_final_tokens(data.pretraining_documents, config.data.block_size)
+    schedule = trainer.plan(config.train, config.data.block_size, data.items_per_epoch, final_tokens)
+    resume = find_resume_point(config, data.vocab)
+    prepare_run_dir(config, context)
+    prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
+    run = trainer.TrainingRun(config.phase, Path(config.run_dir), config.seed, config.train, prefetch,
+                              config.distributed.timeout_minutes, resume_record(config, data.vocab))
+    engine, final, finished = trainer.train(run, context, device, model, data.stream, schedule, resume)
+    if not finished:
+        return False
+    export_dir = Path(config.run_dir) / "export"
+    state_dict = consolidated_fp32(engine, final, config.train.precision) if context.is_main else None
+    if context.is_main:  # rank 0 exports consolidated fp32 weights beside vocab.json and model.json
+        write_export(export_dir, state_dict, shape, data.vocab, data.pretraining_documents)
+        print_main(context, f"{config.phase}: step {final.step}; exported {export_dir}")
+    barrier()
+    if data.questions is not None:
+        run_evaluation(config, context, device, read_export(export_dir), data.questions, final.step)
+    return True
+
+
+def pretrain(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
+    return train_phase(config, context, device, pretraining_data(config, context))
+
+
+def finetune(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
+    return train_phase(config, context, device, finetuning_data(config, context))
+
+
+def evaluate_phase(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
+    export = checked_export(config, None)
+    questions = load_questions(config, export.vocab)
+    prepare_run_dir(config, context)
+    run_evaluation(config, context, device, export, questions, 0)
+    return True
 
 
 def run_evaluation(config: RunConfig, context: DistributedContext, device: torch.device, export: Export,

@@ -1,6 +1,6 @@
 """`run.json` in every run directory: where, on what and for how long each attempt at the phase ran.
 
-The report (launcher/report.py) reads it for the wall time and device of each run. A run resumed
+The report (python -m experiments.report) and the sweep read it for the wall time and device of each run. A run resumed
 after preemption or a failure has several attempts; its wall time is their sum. Rank 0 writes the
 file after each attempt, under a temporary name and renamed, so a reader never sees half of it.
 """
@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from data.atomic import write_text_atomically
+from data.errors import DataError
 from launcher.distributed import DistributedContext
 
 RECORD_NAME = "run.json"
@@ -81,7 +83,13 @@ class AttemptClock:
         if not context.is_main or not run_dir.is_dir():
             return
         path = run_dir / RECORD_NAME
-        attempts = read_attempts(path)
+        try:
+            attempts = read_attempts(path)
+        except RunRecordError as exc:  # keep the damaged file for a person to read; this attempt starts a new one
+            kept = path.with_name(f"{RECORD_NAME}.unreadable")
+            os.replace(path, kept)
+            print(f"warning: {exc}; moved it to {kept.name} and started a new record", file=sys.stderr, flush=True)
+            attempts = []
         attempts.append({
             "phase": phase,
             "started": self.started_wall.isoformat(timespec="seconds"),
@@ -97,9 +105,28 @@ class AttemptClock:
         write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
 
 
+class RunRecordError(DataError):
+    """A run.json that exists but cannot be read as a record of attempts."""
+
+
 def read_attempts(path: Path) -> list[dict]:
-    """The attempts recorded so far; an unreadable record starts a new list rather than failing the run."""
+    """The attempts recorded so far ([] when there is no record yet).
+
+    A record that exists but is damaged is an error naming the file and what is wrong: dropping it
+    silently would lose the wall time of every earlier attempt and mark a finished run unfinished.
+    """
     try:
-        return list(json.loads(path.read_text(encoding="utf-8"))["attempts"])
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunRecordError(str(path), f"unreadable run record ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        attempts = json.loads(text)["attempts"]
+    except json.JSONDecodeError as exc:
+        raise RunRecordError(str(path), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (KeyError, TypeError):
+        raise RunRecordError(str(path), 'not a run record (no "attempts" list)') from None
+    if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+        raise RunRecordError(str(path), 'not a run record ("attempts" must be a list of objects)')
+    return attempts

@@ -19,9 +19,8 @@ import torch
 
 from data.loader import Loader, micro_batch_loader
 from data.stream import ShardedExampleStream
-from data.vocab import Vocabulary
 from launcher import checkpoint
-from launcher.config import ConfigError, RunConfig, to_yaml
+from launcher.config import TrainConfig
 from launcher.distributed import DistributedContext
 from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
 from launcher.metrics import RunLogger, print_main
@@ -37,13 +36,27 @@ class Schedule:
     tokens_per_step: int
 
 
-def plan(config: RunConfig, items_per_epoch: int, final_tokens: int) -> Schedule:
+def plan(train: TrainConfig, block_size: int, items_per_epoch: int, final_tokens: int) -> Schedule:
     """Steps to run: ceil(epochs x items / global batch), capped by max_steps."""
-    train = config.train
     steps = math.ceil(train.epochs * items_per_epoch / train.global_batch_size)
     if train.max_steps is not None:
         steps = min(steps, train.max_steps)
-    return Schedule(steps, final_tokens, train.global_batch_size * (config.data.block_size - 1))
+    return Schedule(steps, final_tokens, train.global_batch_size * (block_size - 1))
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What the training loop reads of a phase: its name for messages, the run directory (checkpoints,
+    metrics), the seed of the dropout masks, the optimizer and checkpoint settings, whether batches are
+    built ahead, the timeout of the stop agreement, and what each checkpoint records for a later resume."""
+
+    phase: str
+    run_dir: Path
+    seed: int
+    train: TrainConfig
+    prefetch: bool
+    timeout_minutes: float
+    resume_record: dict
 
 
 def micro_batch_seed(seed: int, position: int) -> int:
@@ -73,18 +86,15 @@ def global_mean(value: torch.Tensor, context: DistributedContext) -> float:
     return float(value)
 
 
-def train(config: RunConfig, context: DistributedContext, device: torch.device, model: GPT,
-          stream: ShardedExampleStream, vocab: Vocabulary, schedule: Schedule, logger_factory):
-    """Run (or resume) the phase's optimizer steps.
+def train(run: TrainingRun, context: DistributedContext, device: torch.device, model: GPT,
+          stream: ShardedExampleStream, schedule: Schedule, resume: checkpoint.CheckpointInfo | None):
+    """Run the phase's optimizer steps, from `resume` (a checkpoint already checked against this run) or step 0.
 
     Returns the engine, its last complete checkpoint and whether the phase finished; after a stop
     signal it saves at the step the ranks agreed on and returns unfinished.
     """
-    train_cfg = config.train
-    directory = Path(config.run_dir) / "checkpoints"
-    resume = checkpoint.find_latest(directory) if train_cfg.resume == "auto" else None
-    if resume is not None and resume.zero_stage != train_cfg.zero_stage:
-        raise checkpoint_stage_error(resume, train_cfg.zero_stage)
+    train_cfg = run.train
+    directory = run.run_dir / "checkpoints"
     load_universal = resume is not None and checkpoint.needs_universal(resume, context.world_size)
     engine = build_engine(model, train_cfg, context, device, load_universal)
     step = tokens = 0
@@ -95,18 +105,17 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
         set_rng_state(client["rng"])
     accumulation = engine.gradient_accumulation_steps()
     print_main(context, (
-        f"{config.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
+        f"{run.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
         f"{train_cfg.precision}, global batch {train_cfg.global_batch_size} = {context.world_size} ranks x "
         f"{stream.micro_batch_size} x {accumulation} accumulation, steps {step} -> {schedule.total_steps}"
         + (f" (resumed from {resume.tag})" if resume is not None else "")
     ))
-    logger: RunLogger = logger_factory(schedule.total_steps, step)
+    logger = RunLogger(run.run_dir, context, schedule.total_steps, step, run.phase)
     try:  # the progress bar ends its line even when training fails, so the error line stands alone
-        stop = StopRequest(context, config.distributed.timeout_minutes)
+        stop = StopRequest(context, run.timeout_minutes)
         last_saved = resume
         window = ThroughputWindow()
-        prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
-        with micro_batch_loader(stream, prefetch, pin_memory=device.type == "cuda") as loader:
+        with micro_batch_loader(stream, run.prefetch, pin_memory=device.type == "cuda") as loader:
             engine.train()
             while step < schedule.total_steps:
                 lr = train_cfg.learning_rate * lr_multiplier(
@@ -114,7 +123,7 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
                 set_learning_rate(engine, lr)
                 logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
                 measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
-                loss, grad_norm = optimizer_step(engine, loader, config.seed, device, measure_norm)
+                loss, grad_norm = optimizer_step(engine, loader, run.seed, device, measure_norm)
                 step += 1
                 tokens += schedule.tokens_per_step
                 window.tokens += schedule.tokens_per_step
@@ -122,16 +131,16 @@ def train(config: RunConfig, context: DistributedContext, device: torch.device, 
                 if logging_step:
                     log_step(logger, engine, context, step, loss, grad_norm, lr, window, stream.epoch)
                 if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
-                    last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+                    last_saved = save(engine, run, directory, step, tokens, stream, context)
                 if step < schedule.total_steps and stop.agreed():
                     break
         if last_saved is None or last_saved.step != step:
-            last_saved = save(engine, directory, step, tokens, stream, vocab, config, context)
+            last_saved = save(engine, run, directory, step, tokens, stream, context)
     finally:
         logger.close()
     finished = step == schedule.total_steps
     if not finished:
-        print_main(context, f"{config.phase}: stop signal, checkpoint {last_saved.tag} saved; resume continues from step {step}")
+        print_main(context, f"{run.phase}: stop signal, checkpoint {last_saved.tag} saved; resume continues from step {step}")
     stop.restore_default_handlers()
     return engine, last_saved, finished
 
@@ -190,21 +199,8 @@ def optimizer_step(engine, loader: Loader, seed: int, device: torch.device,
     return loss_sum / accumulation, grad_norm
 
 
-def save(engine, directory: Path, step: int, tokens: int, stream: ShardedExampleStream, vocab: Vocabulary,
-         config: RunConfig, context: DistributedContext) -> checkpoint.CheckpointInfo:
-    client_state = {
-        "step": step,
-        "tokens": tokens,
-        "loader": stream.state_dict(),
-        "rng": rng_state(),
-        "vocab": vocab.to_json(),
-        "config": to_yaml(config),
-    }
-    return checkpoint.save(engine, directory, step, client_state, context, config.train.zero_stage)
-
-
-def checkpoint_stage_error(info: checkpoint.CheckpointInfo, stage: int) -> Exception:
-    return ConfigError(
-        f"train.zero_stage: {info.path} was saved at ZeRO stage {info.zero_stage}, not {stage}; "
-        f"resume with train.zero_stage={info.zero_stage}, or start a new run_dir from its export with init_from"
-    )
+def save(engine, run: TrainingRun, directory: Path, step: int, tokens: int, stream: ShardedExampleStream,
+         context: DistributedContext) -> checkpoint.CheckpointInfo:
+    """A checkpoint holding exactly what resume restores: step, tokens, loader position and RNG states."""
+    client_state = {"step": step, "tokens": tokens, "loader": stream.state_dict(), "rng": rng_state()}
+    return checkpoint.save(engine, directory, step, client_state, context, run.train.zero_stage, run.resume_record)

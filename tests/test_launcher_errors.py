@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from launch import ROOT, TRAIN, launch
+from data.errors import DataError
+from launcher.export import read_export
+
+from launch import ROOT, TRAIN, check, launch
 from launcher.distributed import detect_context, free_port
 from conftest import CONFIGS, TINY, pretrain_overrides
 
@@ -168,3 +173,44 @@ def test_bad_data_files_through_the_launcher(world, tmp_path, phase, content, fr
     assert result.returncode == 1
     one_error_line(result, *fragments)
     assert not run.exists()
+
+
+def test_resume_with_another_config_is_refused_naming_every_key(world, pretrain_runs, tmp_path):
+    """A finished 8-step run asked for 10 steps with another width and learning rate: refused before any
+    write, naming both keys; the allow-listed keys (max_steps, log_every) are not reported."""
+    run = tmp_path / "run"
+    shutil.copytree(pretrain_runs["1rank"], run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    overrides = pretrain_overrides(world, run, "train.max_steps=10", "model.n_embd=64", "train.learning_rate=1e-3",
+                                   "train.log_every=5")
+    line = one_error_line(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"),
+                          f"train.resume: {run / 'checkpoints' / 'step00000008'} was saved with another config (",
+                          "model.n_embd: 32 there, 64 now", "train.learning_rate: 0.003 there, 0.001 now",
+                          "start fresh with another run_dir")
+    assert "max_steps" not in line and "log_every" not in line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # config.yaml, run.json untouched
+
+
+def test_resume_after_the_corpus_gained_a_character_is_refused(world, tmp_path):
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text((world / "wiki.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    overrides = pretrain_overrides(world, tmp_path / "run", "train.max_steps=2", f"data.corpus={corpus}")
+    check(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"))
+    with corpus.open("a", encoding="utf-8") as f:
+        f.write("Zürich.\n")
+    overrides = pretrain_overrides(world, tmp_path / "run", "train.max_steps=4", f"data.corpus={corpus}")
+    one_error_line(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"),
+                   f"train.resume: {tmp_path / 'run' / 'checkpoints' / 'step00000002'} was saved with another vocabulary",
+                   "has the corpus changed?")
+
+
+def test_an_export_without_its_pretraining_document_count_is_named(finetuned, tmp_path):
+    """The count fixes the end of the learning-rate decay: a damaged model.json is an error, not a rate at its floor."""
+    export = tmp_path / "export"
+    shutil.copytree(finetuned / "export", export)
+    meta = json.loads((export / "model.json").read_text(encoding="utf-8"))
+    for damaged in ({k: v for k, v in meta.items() if k != "pretraining_documents"}, {**meta, "pretraining_documents": 0}):
+        (export / "model.json").write_text(json.dumps(damaged), encoding="utf-8")
+        with pytest.raises(DataError, match=rf"^{re.escape(str(export / 'model.json'))}: pretraining_documents must be "
+                                            r"a positive integer .*, got (None|0)$"):
+            read_export(export)

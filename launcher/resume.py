@@ -1,0 +1,69 @@
+"""What a resumed run must share with the checkpoint it continues from.
+
+Each complete checkpoint records the resolved config and the vocabulary of the run that saved it
+(checkpoint.py writes them into complete.json). Resuming from it with another model shape, learning
+rate, batch size, schedule, variant, data or vocabulary would silently continue a different
+experiment, so it is refused before anything is written, naming every key that differs. The keys
+that may change on resume are config.RESUME_MAY_CHANGE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from data.vocab import Vocabulary
+from launcher import checkpoint
+from launcher.config import RESUME_MAY_CHANGE, ConfigError, RunConfig
+
+
+def resume_record(config: RunConfig, vocab: Vocabulary) -> dict[str, Any]:
+    """What a checkpoint records of its run, for the check below."""
+    return {"config": config.model_dump(mode="json"), "vocab": vocab.itos}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def may_change(key: str) -> bool:
+    return any(key == allowed or key.startswith(f"{allowed}.") for allowed in RESUME_MAY_CHANGE)
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'key: old there, new now' for every key outside the allow-list whose value differs."""
+    old, new = flatten(saved), flatten(now)
+    return [f"{key}: {old.get(key)!r} there, {new.get(key)!r} now"
+            for key in sorted(set(old) | set(new)) if not may_change(key) and old.get(key) != new.get(key)]
+
+
+def find_resume_point(config: RunConfig, vocab: Vocabulary) -> checkpoint.CheckpointInfo | None:
+    """The checkpoint this run continues from (None: start at step 0), refused if it belongs to another run."""
+    directory = Path(config.run_dir) / "checkpoints"
+    if config.train.resume == "never":
+        return None
+    info = checkpoint.find_latest(directory)
+    if info is None:
+        if config.train.resume == "required":
+            raise ConfigError(f"train.resume: required, but {directory} holds no complete checkpoint")
+        return None
+    if info.zero_stage != config.train.zero_stage:
+        raise ConfigError(
+            f"train.zero_stage: {info.path} was saved at ZeRO stage {info.zero_stage}, not {config.train.zero_stage}; "
+            f"resume with train.zero_stage={info.zero_stage}, or start a new run_dir from its export with init_from")
+    fresh = "start fresh with another run_dir (or train.resume=never, which overwrites its checkpoints)"
+    if info.record is not None:
+        found = differences(info.record.get("config", {}), resume_record(config, vocab)["config"])
+        if found:
+            raise ConfigError(f"train.resume: {info.path} was saved with another config ({'; '.join(found)}); "
+                              f"resume with the config it was saved with, or {fresh}")
+        if info.record.get("vocab") != vocab.itos:
+            raise ConfigError(f"train.resume: {info.path} was saved with another vocabulary "
+                              f"({len(info.record.get('vocab') or [])} ids there, {len(vocab)} now: has the corpus changed?); {fresh}")
+    return info
