@@ -27,7 +27,7 @@ demo: setup
 	$(DEEPSPEED) --num_gpus $(DEMO_PROCS) launcher/train.py --config configs/demo/finetune.yaml
 	$(DEEPSPEED) --num_gpus $(DEMO_PROCS) launcher/train.py --config configs/demo/finetune_scratch.yaml
 	@echo
-	@$(PY) -m launcher.accuracy runs/demo/vanilla/finetune runs/demo/vanilla/finetune_scratch \
+	@$(PY) -m experiments.accuracy runs/demo/vanilla/finetune runs/demo/vanilla/finetune_scratch \
 		--label "pretrained, then finetuned" --label "no pretraining         "
 
 test: setup

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launch import check, launch
+from launch import check, launch, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT.parent / "shared" / "data" / "birthplaces"))
@@ -105,3 +105,26 @@ def finetuned(world, pretrain_runs, tmp_path_factory) -> Path:
     return run
 
 
+
+
+# --- a real sweep grid shared by the sweep, report and variant-registry tests (run once per session) ---
+
+GRID = ["--variants", "vanilla", "rope", "--seeds", "0", "1", "--procs", "2", "--label", "tiny grid"]
+TINY_SWEEP = ["--set", "train.max_steps=3", "model.n_embd=32", "model.n_head=2", "train.log_every=1"]
+
+
+def run_experiment(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m experiments.<module> args` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=cwd, env=worker_env(),
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def grid(world, tmp_path_factory) -> Path:
+    """vanilla and rope x seeds 0 and 1 x {pretrain -> finetune, finetune_scratch}: 12 tiny runs on 2 processes."""
+    out = tmp_path_factory.mktemp("sweep") / "tiny"
+    result = run_experiment("sweep", "configs/demo", "--data", str(world), "--out", str(out), *GRID, *TINY_SWEEP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\n[") + result.stdout.startswith("[") == 12
+    assert result.stdout.endswith(f"sweep complete: 12 runs under {out}; report: python -m experiments.report {out}\n")
+    return out

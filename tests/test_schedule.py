@@ -1,13 +1,9 @@
-"""SPEC's learning-rate schedule by tokens, and the London baseline."""
+"""SPEC's learning-rate schedule by tokens (the London baseline: tests/test_report_cli.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from conftest import ROOT
 from launcher.schedule import default_final_tokens, lr_multiplier
 
 WARMUP, FINAL = 512 * 20, 200 * 2937 * 128
@@ -27,16 +23,3 @@ def test_linear_warmup_then_cosine_to_ten_percent_then_flat():
 
 def test_final_tokens_default_follows_spec():
     assert default_final_tokens(2937, 128) == FINAL
-
-
-def test_london_baseline_on_the_real_dev_file(real_data):
-    result = subprocess.run([sys.executable, str(ROOT / "launcher" / "london.py"), str(real_data / "birth_dev.tsv")],
-                            capture_output=True, text=True, check=True)
-    assert result.stdout == "Correct: 25 out of 500: 5.0%\n"
-
-
-def test_london_baseline_names_a_bad_file(tmp_path):
-    bad = tmp_path / "q.tsv"
-    bad.write_text("Where was Ada born?\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, str(ROOT / "launcher" / "london.py"), str(bad)], capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.strip().endswith("q.tsv:1: expected exactly one tab (question<TAB>place), found 0")

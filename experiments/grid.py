@@ -1,0 +1,161 @@
+"""The grid of a sweep: which runs it is made of, where each one lives, and whether it already ran.
+
+A sweep crosses variants x seeds x settings. A setting is one way to reach a finetuned model:
+"pretrained" runs pretrain then finetune from its export, "scratch" runs finetune_scratch from
+random weights. Each (variant, seed) cell lives in OUT/<variant>/seed<seed>/, one directory per
+phase config. The sweep (experiments.sweep), slurm/sweep.sh (through `--plan`) and the report
+(experiments.runs) all find runs through this module, so the layout is written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from data.corpus import open_corpus
+from data.errors import DataError
+from data.vocab import Vocabulary
+from launcher.config import ConfigError, RunConfig, load_config, to_yaml
+from launcher.phases import check_question_files
+from launcher.run_record import RECORD_NAME, read_attempts
+
+SETTINGS = ("scratch", "pretrained")
+SETTING_TITLES = {"scratch": "no pretraining", "pretrained": "pretrain, then finetune"}
+# The run whose dev accuracy is the setting's result.
+SETTING_PHASE = {"scratch": "finetune_scratch", "pretrained": "finetune"}
+PHASE_CONFIGS = ("pretrain", "finetune", "finetune_scratch")  # the files of a scale directory
+DATA_FILES = {"corpus": "wiki.txt", "finetune": "birth_places_train.tsv", "questions": "birth_dev.tsv"}
+
+
+def variant_names() -> list[str]:
+    """The registered variants, in registry order, read now: a variant registered after import
+    (a plugin, a test) is part of the grid without touching this package."""
+    from model import VARIANTS
+
+    return list(VARIANTS)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One launch of launcher/train.py: a phase of one (variant, seed) cell of the grid."""
+
+    variant: str
+    seed: int
+    phase_config: str  # pretrain, finetune or finetune_scratch
+    configs: tuple[Path, ...]
+    overrides: tuple[str, ...]
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} seed {self.seed} {self.phase_config}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+
+def cell_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / variant / f"seed{seed}"
+
+
+def data_overrides(data: Path | None, phase_config: str) -> list[str]:
+    """--data DIR as config overrides: the corpus where the phase reads one (finetuning a pretrained
+    export takes the vocabulary from the export), the question files where it finetunes."""
+    if data is None:
+        return []
+    corpus = f"data.corpus={data / DATA_FILES['corpus']}"
+    questions = [f"data.finetune={data / DATA_FILES['finetune']}", f"eval.questions={data / DATA_FILES['questions']}"]
+    return {"pretrain": [corpus], "finetune": questions, "finetune_scratch": [corpus, *questions]}[phase_config]
+
+
+def phase_configs(settings: list[str]) -> list[str]:
+    """The runs of one grid cell, in execution order: a finetune needs its pretrain before it."""
+    return (["pretrain", "finetune"] if "pretrained" in settings else []) + \
+        (["finetune_scratch"] if "scratch" in settings else [])
+
+
+def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], settings: list[str],
+              data: Path | None, overrides: list[str]) -> list[Run]:
+    """Every run of the grid in execution order, each config loaded and validated (ConfigError otherwise)."""
+    phases = phase_configs(settings)
+    runs = []
+    for variant in variants:
+        for seed in seeds:
+            cell = cell_dir(out, variant, seed)
+            for phase_config in phases:
+                path = scale / f"{phase_config}.yaml"
+                sets = [*data_overrides(data, phase_config), *overrides,
+                        f"model.variant={variant}", f"seed={seed}", f"run_dir={cell / phase_config}"]
+                if phase_config == "finetune":
+                    sets.append(f"init_from={cell / 'pretrain' / 'export'}")
+                config = load_config([path], sets)
+                runs.append(Run(variant, seed, phase_config, (path,), tuple(sets), config))
+    return runs
+
+
+def check_inputs(runs: list[Run]) -> None:
+    """Every question file of every run, against the vocabulary its cell's pretraining corpus fixes,
+    before the first run starts: a character the corpus lacks would otherwise stop the sweep at the
+    first finetuning, after the pretraining it makes useless (hours at SPEC's scale)."""
+    vocabularies: dict[Path, Vocabulary] = {}
+    corpus_of_cell = {(r.variant, r.seed): r.config.data.corpus for r in runs if r.phase_config == "pretrain"}
+    for run in runs:
+        corpus = run.config.data.corpus or corpus_of_cell.get((run.variant, run.seed))
+        if corpus is None:
+            continue  # finetuning an export made elsewhere: the phase checks its files itself
+        try:
+            if corpus not in vocabularies:
+                vocabularies[corpus] = open_corpus(corpus)[1]
+            check_question_files(run.config, vocabularies[corpus])
+        except DataError as exc:
+            raise ConfigError(f"{exc} (the vocabulary of {corpus}, which {run.name} would use); nothing was run") from None
+
+
+def check_scale(scale: Path) -> None:
+    for name in PHASE_CONFIGS:
+        if not (scale / f"{name}.yaml").is_file():
+            raise ConfigError(f"{scale}: no {name}.yaml (a sweep's scale directory holds "
+                              "pretrain.yaml, finetune.yaml and finetune_scratch.yaml)")
+
+
+def check_data(data: Path) -> None:
+    for name in DATA_FILES.values():
+        if not (data / name).is_file():
+            raise ConfigError(f"--data {data}: no {name} (a data set in the real format has "
+                              f"{', '.join(DATA_FILES.values())})")
+
+
+def state_of(run: Run) -> str:
+    """"new", "done" (a completed run of this very config) or "partial" (same config, to resume).
+
+    A directory holding another config, or a run.json that cannot be read, is a ConfigError: the
+    sweep cannot tell whether that run finished, so it stops before launching anything."""
+    saved = run.run_dir / "config.yaml"
+    if not saved.is_file():
+        return "new"
+    mine = yaml.safe_load(to_yaml(run.config))
+    theirs = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    if theirs != mine:
+        key = first_difference(theirs, mine)
+        raise ConfigError(f"{run.run_dir}: holds a run with a different config ({key}); "
+                          f"choose another --out or remove that directory")
+    try:
+        attempts = read_attempts(run.run_dir / RECORD_NAME)
+    except DataError as exc:  # launcher.run_record.RunRecordError: "<path>: <why>"
+        raise ConfigError(f"{exc}; the sweep cannot tell whether this run finished: "
+                          "repair the file or remove the run's directory") from None
+    done = any(a.get("completed") for a in attempts)
+    if done and run.config.eval.questions is not None and not (run.run_dir / "accuracy.json").is_file():
+        done = False
+    return "done" if done else "partial"
+
+
+def first_difference(old, new, prefix: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if old.get(key) != new.get(key):
+                return first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"

@@ -1,0 +1,209 @@
+"""Reading a sweep back: each run directory's config, record of attempts, dev accuracy and loss curve.
+
+A sweep directory holds sweep.json (written by experiments.sweep or slurm/sweep.sh) and one run
+directory per (variant, seed, phase config), laid out as experiments.grid says. Everything is read
+and checked before anything is rendered, so a missing or unfinished run is one ReportError line
+naming its file, never a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from data.errors import DataError
+from experiments.grid import SETTING_PHASE, SETTINGS, cell_dir, phase_configs, variant_names
+from launcher.run_record import RECORD_NAME, read_attempts
+
+ATTEMPT_KEYS = ("seconds", "device", "started")  # what the report reads of each attempt
+
+
+class ReportError(ValueError):
+    """A sweep, run or preface that cannot be reported: one line naming the path and what is wrong."""
+
+
+@dataclass
+class RunResult:
+    """What the report needs of one run directory."""
+
+    path: Path
+    phase_config: str
+    config: dict
+    attempts: list[dict]
+    loss: list[tuple[int, float]]
+    accuracy: dict | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Wall time: a resumed run's attempts, summed."""
+        return sum(a["seconds"] for a in self.attempts)
+
+    @property
+    def device(self) -> str:
+        return self.attempts[-1]["device"]
+
+    @property
+    def commit(self) -> str:
+        return self.attempts[-1].get("commit") or "unknown"
+
+    @property
+    def date(self) -> str:
+        return self.attempts[0]["started"][:10]
+
+    @property
+    def final_loss(self) -> float:
+        return self.loss[-1][1]
+
+    def setting(self, key: str):
+        """A config value by dotted key, e.g. "model.n_embd"; None where the config has no such key."""
+        value = self.config
+        for part in key.split("."):
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return value
+
+
+@dataclass
+class Sweep:
+    path: Path
+    manifest: dict
+    runs: dict[tuple[str, int, str], RunResult] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        """The sweep's name in the report: its directory name (figures and placeholders use it)."""
+        return self.path.name
+
+    @property
+    def variants(self) -> list[str]:
+        """The sweep's variants in registry order; one no longer registered comes last, still reported."""
+        registered = variant_names()
+        mine = self.manifest["variants"]
+        return [v for v in registered if v in mine] + [v for v in mine if v not in registered]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.manifest["seeds"])
+
+    @property
+    def settings(self) -> list[str]:
+        return [s for s in SETTINGS if s in self.manifest["settings"]]
+
+    def accuracies(self, variant: str, setting: str) -> list[float]:
+        """Dev accuracy in percent, one per seed, in seed order."""
+        return [100 * self.runs[(variant, seed, SETTING_PHASE[setting])].accuracy["accuracy"] for seed in self.seeds]
+
+    def gains(self, variant: str) -> list[float]:
+        """Pretrained minus no-pretraining accuracy per seed (seeds paired by index), in points."""
+        return [a - b for a, b in zip(self.accuracies(variant, "pretrained"), self.accuracies(variant, "scratch"))]
+
+    def gain(self, variant: str) -> float:
+        """Mean accuracy after pretraining minus mean accuracy without it, in points."""
+        pretrained, scratch = self.accuracies(variant, "pretrained"), self.accuracies(variant, "scratch")
+        return statistics.mean(pretrained) - statistics.mean(scratch)
+
+    def finetuned_run(self) -> RunResult:
+        """Any run that answered the dev questions: they all read the same file."""
+        return next(r for r in self.runs.values() if r.accuracy is not None)
+
+
+def read_loss(run_dir: Path) -> list[tuple[int, float]]:
+    """train/loss from the run's TensorBoard event files; a step logged twice (a resumed run) keeps its last value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = run_dir / "tensorboard"
+    if not events.is_dir():
+        raise ReportError(f"{run_dir}: no tensorboard/ directory")
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    if "train/loss" not in accumulator.Tags()["scalars"]:
+        raise ReportError(f"{events}: no train/loss scalars")
+    by_step = {event.step: event.value for event in accumulator.Scalars("train/loss")}
+    return sorted(by_step.items())
+
+
+def read_run_attempts(run_dir: Path) -> list[dict]:
+    """The run's completed record of attempts, each with what the report reads, or a ReportError naming run.json."""
+    path = run_dir / RECORD_NAME
+    try:
+        attempts = read_attempts(path)
+    except DataError as exc:  # launcher.run_record.RunRecordError: "<path>: <why>"
+        raise ReportError(f"{exc}; the report needs each run's record of attempts (wall time, device)") from None
+    if not any(a.get("completed") for a in attempts):
+        raise ReportError(f"{run_dir}: not completed ({RECORD_NAME} records no completed attempt); "
+                          "finish the sweep first")
+    for number, attempt in enumerate(attempts, 1):
+        missing = [key for key in ATTEMPT_KEYS if key not in attempt]
+        if missing:
+            raise ReportError(f"{path}: attempt {number} has no {', '.join(missing)}")
+    return attempts
+
+
+def read_accuracy(run_dir: Path, predictions_name: str) -> dict:
+    path = run_dir / "accuracy.json"
+    if not path.is_file():
+        raise ReportError(f"{path}: missing (the run wrote no dev accuracy; were eval.questions answered?)")
+    try:
+        accuracy = json.loads(path.read_text(encoding="utf-8"))
+        float(accuracy["accuracy"]), int(accuracy["correct"]), int(accuracy["total"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReportError(f"{path}: unreadable ({exc})") from None
+    predictions = run_dir / predictions_name
+    if not predictions.is_file():
+        raise ReportError(f"{predictions}: missing (the run's eval.predictions)")
+    return accuracy
+
+
+def read_run(run_dir: Path, phase_config: str, needs_accuracy: bool) -> RunResult:
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ReportError(f"{run_dir}: no config.yaml (the run never started)")
+    attempts = read_run_attempts(run_dir)
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ReportError(f"{config_path}: unreadable ({' '.join(str(exc).split())})") from None
+    if not isinstance(config, dict):
+        raise ReportError(f"{config_path}: not a run's resolved config (a mapping of keys to values)")
+    result = RunResult(run_dir, phase_config, config, attempts, read_loss(run_dir))
+    if needs_accuracy:
+        result.accuracy = read_accuracy(run_dir, result.setting("eval.predictions") or "predictions.txt")
+    return result
+
+
+def check_manifest(path: Path, manifest: dict) -> None:
+    """The grid sweep.json records: non-empty lists of names, seeds and known settings."""
+    kinds = {"variants": str, "seeds": int, "settings": str}
+    for key, kind in kinds.items():
+        value = manifest[key]
+        if not isinstance(value, list) or not value or not all(type(item) is kind for item in value):
+            raise ReportError(f"{path}: {key}: expected a non-empty list of {kind.__name__} values, got {value!r}")
+    unknown = [s for s in manifest["settings"] if s not in SETTINGS]
+    if unknown:
+        raise ReportError(f"{path}: settings: unknown {', '.join(unknown)} (known: {', '.join(SETTINGS)})")
+
+
+def read_sweep(path: Path) -> Sweep:
+    manifest_path = path / "sweep.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for key in ("variants", "seeds", "settings", "command"):
+            manifest[key]
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no sweep.json (not a sweep directory; "
+                          "python -m experiments.sweep writes one)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReportError(f"{manifest_path}: unreadable ({exc})") from None
+    check_manifest(manifest_path, manifest)
+    sweep = Sweep(path, manifest)
+    for variant in sweep.variants:
+        for seed in sweep.seeds:
+            for phase_config in phase_configs(sweep.settings):
+                run_dir = cell_dir(path, variant, seed) / phase_config
+                sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
+    return sweep

@@ -1,0 +1,187 @@
+"""`python -m experiments.sweep SCALE_DIR --out DIR`: the paper's grid, run by run on this machine.
+
+    python -m experiments.sweep configs/demo --data worlds/sweep --out runs/sweep/synthetic --seeds 0 1 2
+    python -m experiments.sweep configs --data datasets/birthplaces --out runs/sweep/spec --procs 8
+
+SCALE_DIR holds the phase configs that fix the model size and schedule: pretrain.yaml,
+finetune.yaml (from the pretrained export) and finetune_scratch.yaml (no pretraining); `configs/`
+holds the reference configs, `configs/demo/` the CPU demo's, `configs/reduced/` the real data's
+one-hour CPU schedule. `--data DIR` points every phase at a data set in the real format (wiki.txt,
+birth_places_train.tsv, birth_dev.tsv). For each variant and seed it runs pretrain -> finetune and
+the no-pretraining baseline into DIR/<variant>/seed<seed>/<phase>, each through torchrun (one
+process per GPU, or --procs CPU processes), with its output in DIR/logs/. Every config is validated
+before the first run starts. A run whose directory already holds a completed run of the same config
+is skipped, so an interrupted sweep continues where it stopped; a directory holding a different
+config, or a run.json that cannot be read, is refused. DIR/sweep.json records the grid and the
+command, for the report (python -m experiments.report). On a SLURM cluster, slurm/sweep.sh submits
+the same grid as chained jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import launcher
+from data.atomic import write_text_atomically
+from experiments.grid import (SETTINGS, Run, check_data, check_inputs, check_scale, plan_runs, state_of,
+                              variant_names)
+from launcher.config import ConfigError
+from launcher.run_record import source_commit
+
+PROG = "python -m experiments.sweep"
+REPORT_PROG = "python -m experiments.report"
+# Runs are launched by path, as a user launches them: launcher/train.py stays the one entry point.
+TRAIN_SCRIPT = Path(launcher.__file__).resolve().parent / "train.py"
+
+
+def launch_command(run: Run, procs: int) -> list[str]:
+    args = [str(TRAIN_SCRIPT), "--config", *map(str, run.configs), "--set", *run.overrides]
+    if procs == 1:
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *args]
+
+
+def last_error_line(log: Path) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith("error:"):
+            return line.removeprefix("error: ")
+    return next((line for line in reversed(lines) if line.strip()), "no output")
+
+
+def default_procs() -> int:
+    """One process per GPU; on CPUs two (each takes half of the cores), as `make demo` runs."""
+    import torch
+
+    return torch.cuda.device_count() or 2
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def write_manifest(out: Path, args: argparse.Namespace, argv: list[str], procs: int) -> None:
+    """DIR/sweep.json: the grid and the command that made it, which the report prints."""
+    manifest = {
+        "label": args.label,
+        "scale": str(args.scale),
+        "data": str(args.data) if args.data else None,
+        "variants": args.variants,
+        "seeds": args.seeds,
+        "settings": args.settings,
+        "procs": procs,
+        "overrides": args.overrides,
+        "command": args.recorded_command or shlex.join([*PROG.split(), *argv]),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": source_commit(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out / "sweep.json", json.dumps(manifest, indent=1) + "\n")
+
+
+def run_all(runs: list[Run], out: Path, procs: int) -> int:
+    """Each run in order, skipping completed ones; the first failure stops the sweep with its error line."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    width = len(str(len(runs)))
+    for index, run in enumerate(runs, 1):
+        prefix = f"[{index:>{width}}/{len(runs)}] {run.name}"
+        try:
+            state = state_of(run)
+        except ConfigError as exc:  # changed on disk since the sweep checked it
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        if state == "done":
+            print(f"{prefix}: done earlier, skipped", flush=True)
+            continue
+        log = logs / f"{run.variant}-seed{run.seed}-{run.phase_config}.log"
+        started = time.perf_counter()
+        with open(log, "a", encoding="utf-8") as sink:
+            status = subprocess.run(launch_command(run, procs), stdout=sink, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        elapsed = format_seconds(time.perf_counter() - started)
+        if status != 0:
+            print(f"error: {prefix} failed (exit {status}) after {elapsed}: {last_error_line(log)} (log: {log})",
+                  file=sys.stderr, flush=True)
+            return 1
+        result = ""
+        accuracy = run.run_dir / "accuracy.json"
+        if accuracy.is_file():
+            score = json.loads(accuracy.read_text(encoding="utf-8"))
+            result = f", dev {score['correct']}/{score['total']} = {100 * score['accuracy']:.1f}%"
+        print(f"{prefix}: {elapsed}{result}", flush=True)
+    print(f"sweep complete: {len(runs)} runs under {out}; report: {REPORT_PROG} {out}", flush=True)
+    return 0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    variants = variant_names()  # the registry as it is now, so a variant registered late is a choice
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("scale", type=Path, help="directory with pretrain.yaml, finetune.yaml, finetune_scratch.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory: <variant>/seed<seed>/<phase> inside")
+    parser.add_argument("--data", type=Path, help="data set in the real format (wiki.txt and the TSV files)")
+    parser.add_argument("--variants", nargs="+", default=variants, choices=variants)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
+                        help="pretrained: pretrain then finetune; scratch: finetune from random weights")
+    parser.add_argument("--procs", type=int, help="processes per run (default: one per GPU, or 2 on CPUs)")
+    parser.add_argument("--label", default="",
+                        help="the report's title for this sweep, e.g. 'real data, reduced schedule'")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override a config key in every run, e.g. train.precision=bf16")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the runs' commands, run nothing")
+    parser.add_argument("--plan", action="store_true",
+                        help="validate, write sweep.json and print one line per run for slurm/sweep.sh: "
+                             "state, cell, phase, run_dir, config, overrides (tab-separated)")
+    # slurm/sweep.sh's own command line, recorded in sweep.json instead of this module's
+    parser.add_argument("--command", dest="recorded_command", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plan and args.dry_run:
+        parser.error("--plan and --dry-run exclude each other (slurm/sweep.sh passes --plan itself)")
+    if args.procs is not None and args.procs < 1:
+        parser.error(f"--procs: must be at least 1 (got {args.procs})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        check_scale(args.scale)
+        if args.data is not None:
+            check_data(args.data)
+        runs = plan_runs(args.scale, args.out, args.variants, sorted(set(args.seeds)), args.settings, args.data,
+                         args.overrides)
+        check_inputs(runs)  # every question file against its corpus's vocabulary, before any pretraining
+        states = [state_of(run) for run in runs]  # refuses a directory it cannot continue before anything runs
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    procs = args.procs or default_procs()
+    if args.dry_run:
+        for run in runs:
+            print(shlex.join(launch_command(run, procs)))
+        return 0
+    write_manifest(args.out, args, argv, procs)
+    if args.plan:
+        for run, state in zip(runs, states):
+            fields = [state, f"{run.variant}-s{run.seed}", run.phase_config, str(run.run_dir),
+                      *map(str, run.configs), "--set", *run.overrides]
+            print("\t".join(fields))
+        return 0
+    return run_all(runs, args.out, procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
