@@ -14,13 +14,14 @@ import io
 import logging
 import os
 import socket
-import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from launcher import slurm
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def first_slurm_host(env: dict[str, str]) -> str:
-    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
-    if not nodelist:
-        return "127.0.0.1"
-    try:
-        hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
-        return hosts.stdout.split()[0]
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return nodelist.split(",")[0].split("[")[0]
-
-
-def slurm_tasks_on_this_node(env: dict[str, str]) -> int:
-    per_node = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", "1")
-    return int(per_node.split("(")[0].split(",")[0])  # "2(x3)" means 2 tasks on each of 3 nodes
-
-
 def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
     """Read rank and world size from the launcher's variables and export the torchrun ones."""
     env = os.environ if environ is None else environ
@@ -72,11 +57,12 @@ def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
             int(env["SLURM_PROCID"]),
             int(env.get("SLURM_LOCALID", 0)),
             int(env["SLURM_NTASKS"]),
-            slurm_tasks_on_this_node(env),
+            slurm.tasks_on_this_node(env),
             "slurm",
         )
-        env.setdefault("MASTER_ADDR", first_slurm_host(env))
-        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+        if "MASTER_ADDR" not in env:  # looked up only when needed: it may ask slurmctld
+            env["MASTER_ADDR"] = slurm.head_address(env)
+        env.setdefault("MASTER_PORT", str(slurm.rendezvous_port(env.get("SLURM_JOB_ID", "0"))))
     else:
         context = DistributedContext(0, 0, 1, 1, "single")
         env.setdefault("MASTER_ADDR", "127.0.0.1")

@@ -12,5 +12,5 @@
 #SBATCH --open-mode=append
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@180
-source "${SPANGPT_HOME:-$SLURM_SUBMIT_DIR}/slurm/common.sh"
+source "${SPANGPT_HOME:-$SLURM_SUBMIT_DIR}/slurm/phase.sh"
 run_phase configs/evaluate.yaml "$@"

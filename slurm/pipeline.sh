@@ -12,16 +12,14 @@
 # (--kill-on-invalid-dep), and squeue/scontrol show the reason (DependencyNeverSatisfied).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${SPANGPT_PYTHON:-$PWD/.venv/bin/python}
-[[ -x $PY ]] || { echo "pipeline: $PY not found; run make setup first" >&2; exit 1; }
+source slurm/lib.sh
+find_python pipeline
 
 read -r -a extra <<< "${SBATCH_ARGS:-}"
 demo=0
 if (( $# == 0 )) || [[ $1 == --demo ]]; then demo=1; (( $# )) && shift; fi
-overlays=(); overrides=(); in_set=0
-for arg in "$@"; do
-  if [[ $arg == --set ]]; then in_set=1; elif (( in_set )); then overrides+=("$arg"); else overlays+=("$arg"); fi
-done
+split_phase_args "$@"
+overlays=("${CONFIGS[@]}") overrides=("${OVERRIDES[@]}")
 if (( demo )); then
   dir=configs/demo
   # CPU nodes: one training process per task, no GPUs, a demo-sized time limit.
@@ -33,23 +31,25 @@ else
   sbatch_args=("${extra[@]}")
 fi
 
-set_args() { local all=("${overrides[@]}" "$@"); (( ${#all[@]} )) && printf '%s\n' --set "${all[@]}"; }
-resolve() { "$PY" -m launcher.resolve run_dir --config "$1" "${overlays[@]}" "${@:2}"; }
-submit() {  # submit PHASE DEPENDENCY RUN_DIR [overrides...]
+resolve() {  # resolve PHASE [key=value ...]: the phase's run directory, with the overlays and overrides
+  set_args "${overrides[@]}" "${@:2}"
+  "$PY" -m launcher.slurm run-dir --config "$dir/$1.yaml" "${overlays[@]}" "${SET_ARGS[@]}"
+}
+submit() {  # submit PHASE DEPENDENCY RUN_DIR [key=value ...]: the job id
   local phase=$1 dependency=$2 run_dir=$3; shift 3
   local dep_args=()
   [[ -n $dependency ]] && dep_args=(--dependency="afterok:$dependency" --kill-on-invalid-dep=yes)
   mkdir -p "$run_dir/slurm"
-  mapfile -t sets < <(set_args "$@")
+  set_args "${overrides[@]}" "$@"
   sbatch --parsable "${sbatch_args[@]}" "${dep_args[@]}" --output="$run_dir/slurm/%x-%j.out" \
-    "slurm/$phase.sh" "$dir/$phase.yaml" "${overlays[@]}" "${sets[@]}"
+    "slurm/$phase.sh" "$dir/$phase.yaml" "${overlays[@]}" "${SET_ARGS[@]}"
 }
 
-mapfile -t sets < <(set_args); pretrain_dir=$(resolve "$dir/pretrain.yaml" "${sets[@]}")
+pretrain_dir=$(resolve pretrain)
 pretrain=$(submit pretrain "" "$pretrain_dir")
-mapfile -t sets < <(set_args "init_from=$pretrain_dir/export"); finetune_dir=$(resolve "$dir/finetune.yaml" "${sets[@]}")
+finetune_dir=$(resolve finetune "init_from=$pretrain_dir/export")
 finetune=$(submit finetune "$pretrain" "$finetune_dir" "init_from=$pretrain_dir/export")
-evaluate_dir=$(resolve "$dir/evaluate.yaml" --set "${overrides[@]}" "init_from=$finetune_dir/export")
+evaluate_dir=$(resolve evaluate "init_from=$finetune_dir/export")
 evaluate=$(submit evaluate "$finetune" "$evaluate_dir" "init_from=$finetune_dir/export")
 
 echo "pretrain $pretrain -> $pretrain_dir"

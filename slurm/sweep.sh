@@ -7,21 +7,21 @@
 #   SBATCH_ARGS="--partition=gpu --account=me --nodes=1 --gpus-per-node=4" \
 #     bash slurm/sweep.sh configs --data datasets/birthplaces --out runs/sweep/spec --set train.precision=bf16
 #
-# The arguments are python -m launcher.sweep's (see its --help), which validates every config and
+# The arguments are python -m experiments.sweep's (see its --help), which validates every config and
 # writes DIR/sweep.json before anything is submitted; then this script submits one job per run
 # through slurm/pretrain.sh and slurm/finetune.sh, whose #SBATCH defaults (GPU nodes) SBATCH_ARGS
 # overrides, e.g. on CPU nodes: SBATCH_ARGS="--nodes=1 --ntasks-per-node=2 --gpus-per-node=0
 # --cpus-per-task=1". Runs already completed with the same config are not submitted again. Each
-# job's log is in its run directory's slurm/; when all have finished: python -m launcher.report DIR.
+# job's log is in its run directory's slurm/; when all have finished: python -m experiments.report DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${SPANGPT_PYTHON:-$PWD/.venv/bin/python}
-[[ -x $PY ]] || { echo "sweep: $PY not found; run make setup first" >&2; exit 1; }
+source slurm/lib.sh
+find_python sweep
 read -r -a extra <<< "${SBATCH_ARGS:-}"
 
-for arg in "$@"; do [[ $arg == -h || $arg == --help ]] && exec "$PY" -m launcher.sweep --help; done
+for arg in "$@"; do [[ $arg == -h || $arg == --help ]] && exec "$PY" -m experiments.sweep --help; done
 recorded="bash slurm/sweep.sh$(printf ' %q' "$@")"
-plan=$("$PY" -m launcher.sweep "$@" --plan --command "$recorded") || exit $?
+plan=$("$PY" -m experiments.sweep "$@" --plan --command "$recorded") || exit $?
 
 declare -A pretrain_job=()
 submitted=0
@@ -46,4 +46,4 @@ while IFS=$'\t' read -r -a fields; do
   echo "$cell $phase: job $job -> $run_dir${dep_args:+ (after ${pretrain_job[$cell]})}"
   submitted=$((submitted + 1))
 done <<< "$plan"
-echo "submitted $submitted job(s); when they have finished: python -m launcher.report <the sweep's --out>"
+echo "submitted $submitted job(s); when they have finished: python -m experiments.report <the sweep's --out>"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from launcher.slurm import rendezvous_port
 
 CPU_JOB = ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=20"]
 TINY = ["model.n_embd=32", "model.n_head=2", "train.log_every=1"]
@@ -80,6 +81,8 @@ def test_pipeline_runs_three_chained_jobs_on_two_nodes(cluster, checkout):
     runs = checkout / "runs" / "demo" / "vanilla"
     log = (runs / "pretrain" / "slurm" / f"spangpt-pretrain-{jobs['pretrain']}.out").read_text()
     assert "2 node(s) x 1 process(es)" in log and "world size 2 (launcher env)" in log  # 2 nodes x 1 task
+    # n1 and n2 resolve nowhere: the rendezvous is on the head node's NodeAddr (launcher/slurm.py).
+    assert f"rendezvous 127.0.0.1:{rendezvous_port(jobs['pretrain'])}" in log
     for phase in ("finetune", "evaluate"):
         predictions = (runs / phase / "predictions.txt").read_text(encoding="utf-8").splitlines()
         assert len(predictions) == 100
@@ -90,6 +93,18 @@ def test_pipeline_runs_three_chained_jobs_on_two_nodes(cluster, checkout):
         assert not list((runs / phase).glob(".*tmp*"))
     evaluate_config = (runs / "evaluate" / "config.yaml").read_text()
     assert f"init_from: {runs.relative_to(checkout) / 'finetune' / 'export'}" in evaluate_config
+
+
+def test_every_node_of_a_job_gets_the_same_rendezvous(cluster, checkout):
+    """`python -m launcher.slurm rendezvous` on both nodes: the head's NodeAddr and the job's port."""
+    probe = f'echo "$SLURM_NODEID $SLURM_JOB_ID $({sys.executable} -m launcher.slurm rendezvous)"'
+    srun = ["srun", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=2"]
+    result = subprocess.run([*srun, "bash", "-c", probe], cwd=checkout, env=cluster, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = sorted(result.stdout.splitlines())
+    job = lines[0].split()[1]
+    assert lines == [f"{node} {job} 127.0.0.1:{rendezvous_port(job)}" for node in (0, 1)]
 
 
 def test_failed_phase_cancels_the_phases_after_it(cluster, checkout):
@@ -174,7 +189,7 @@ def test_sweep_submits_the_grid_and_the_report_reads_it(cluster, checkout):
         finetune = checkout / "runs" / "grid" / variant / "seed0" / "finetune"
         assert json.loads((finetune / "accuracy.json").read_text())["total"] == 8
         assert list((finetune / "slurm").glob(f"spangpt-{variant}-s0-finetune-*.out"))
-    report = subprocess.run([sys.executable, "-m", "launcher.report", "runs/grid", "--out", "docs/results.md"],
+    report = subprocess.run([sys.executable, "-m", "experiments.report", "runs/grid", "--out", "docs/results.md"],
                             cwd=checkout, env=cluster, capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     markdown = (checkout / "docs" / "results.md").read_text()
