@@ -18,8 +18,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model.config import GPTConfig
-from model.variants import VARIANTS, variant_options
+from model.config import VARIANTS, GPTConfig, variant_options
 
 MAX_BASE_DEPTH = 16
 
@@ -49,7 +48,7 @@ class DataConfig(Section):
 
 class ModelSection(Section):
     """The model's shape. Settings that only one variant reads (bottleneck_dim) are declared by that
-    variant in the registry (model/variants.py) and checked against it; unknown ones are errors."""
+    variant in the registry (model/variants.py, registered in model.VARIANTS) and checked against it; unknown ones are errors."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     variant: str = Field(description="a registered variant (model.VARIANTS)")
