@@ -11,7 +11,8 @@ resumed run continues with the same examples at any world size whose W*m divides
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import random
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -112,7 +113,14 @@ class ShardedExampleStream:
 
 
 class ShardedDocumentStream(ShardedExampleStream):
-    """Pretraining: span corruptions of a lazily read corpus; corruption fixed by (seed, epoch, document)."""
+    """Pretraining: span corruptions of a lazily read corpus; corruption fixed by (seed, epoch, document).
+
+    With `questions` and `question_mix` q > 0, each example is instead, with probability q, a training
+    question with its answer in the finetuning format (a knowledge-storage recipe, off by default).
+    The choice and the question are drawn from a generator private to (seed, epoch, document), so the
+    stream stays the same at every world size and on resume; only the questions given (the finetuning
+    split) can ever enter it.
+    """
 
     def __init__(
         self,
@@ -123,10 +131,16 @@ class ShardedDocumentStream(ShardedExampleStream):
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        questions: Sequence[Example] | None = None,
+        question_mix: float = 0.0,
     ) -> None:
+        if not 0.0 <= question_mix < 1.0 or (question_mix > 0 and not questions):
+            raise ValueError(f"question_mix {question_mix} needs 0 <= q < 1, and questions when q > 0")
         self.corpus = corpus if isinstance(corpus, DocumentCorpus) else DocumentCorpus(corpus)
         self.vocab = vocab
         self.block_size = block_size
+        self.questions = questions
+        self.question_mix = question_mix
         super().__init__(len(self.corpus), self.corrupted_example, micro_batch_size, rank, world_size, seed)
 
     @property
@@ -134,5 +148,9 @@ class ShardedDocumentStream(ShardedExampleStream):
         return self.num_items
 
     def corrupted_example(self, epoch: int, document: int) -> Example:
+        if self.question_mix:
+            mix = random.Random(f"spangpt-mix:{self.seed}:{epoch}:{document}")
+            if mix.random() < self.question_mix:
+                return self.questions[mix.randrange(len(self.questions))]
         text, _ = corrupt_document(self.corpus.document(document), self.block_size, example_rng(self.seed, epoch, document))
         return shift_pair(self.vocab.encode(text))

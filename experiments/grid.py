@@ -63,12 +63,14 @@ def cell_dir(out: Path, variant: str, seed: int) -> Path:
 
 def data_overrides(data: Path | None, phase_config: str) -> list[str]:
     """--data DIR as config overrides: the corpus where the phase reads one (finetuning a pretrained
-    export takes the vocabulary from the export), the question files where it finetunes."""
+    export takes the vocabulary from the export), the question files where it finetunes, and for
+    pretraining the finetuning split, the only questions `data.question_mix` may mix in."""
     if data is None:
         return []
     corpus = f"data.corpus={data / DATA_FILES['corpus']}"
-    questions = [f"data.finetune={data / DATA_FILES['finetune']}", f"eval.questions={data / DATA_FILES['questions']}"]
-    return {"pretrain": [corpus], "finetune": questions, "finetune_scratch": [corpus, *questions]}[phase_config]
+    finetune = f"data.finetune={data / DATA_FILES['finetune']}"
+    questions = [finetune, f"eval.questions={data / DATA_FILES['questions']}"]
+    return {"pretrain": [corpus, finetune], "finetune": questions, "finetune_scratch": [corpus, *questions]}[phase_config]
 
 
 def phase_configs(settings: list[str]) -> list[str]:

@@ -35,6 +35,9 @@ class DataConfig(Section):
     corpus: Path | None = Field(None, description="pretraining corpus: a text file or a data.prepare directory")
     finetune: Path | None = Field(None, description="question<TAB>place file to finetune on")
     block_size: int = Field(ge=8, description="characters per example")
+    question_mix: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "pretraining only: the share of examples that are data.finetune's questions with their answers in the "
+        "finetuning format instead of corrupted documents (a knowledge-storage recipe); 0: SPEC's recipe"))
     prefetch: Literal["auto"] | bool = Field(
         "auto", description="build micro-batches ahead on a thread, pinned (on/off); auto: on GPUs, off on CPUs where every core computes")
 
@@ -118,6 +121,11 @@ class RunConfig(Section):
     def phase_inputs(self) -> "RunConfig":
         if self.phase == "pretrain" and self.data.corpus is None:
             raise ValueError("data.corpus: required to pretrain")
+        if self.phase == "pretrain" and self.data.question_mix > 0:
+            if self.data.finetune is None:
+                raise ValueError("data.finetune: required to mix training questions into pretraining (data.question_mix)")
+            if self.eval.questions is not None and self.eval.questions == self.data.finetune:
+                raise ValueError("data.question_mix: data.finetune is eval.questions; only the finetuning split may be mixed in")
         if self.phase == "finetune":
             if self.data.finetune is None:
                 raise ValueError("data.finetune: required to finetune")

@@ -94,8 +94,13 @@ def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
 
 def pretraining_data(config: RunConfig, context: DistributedContext) -> TrainingData:
     corpus, vocab = open_corpus(Path(config.data.corpus))
+    questions = None
+    if config.data.question_mix > 0:  # only the finetuning split: the file the finetune phase trains on
+        path = Path(config.data.finetune)
+        questions = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
     micro, _ = batch_geometry(config.train, context.world_size)
-    stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size, config.seed)
+    stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size,
+                                   config.seed, questions, config.data.question_mix)
     return TrainingData(vocab, stream, len(corpus), len(corpus))
 
 
