@@ -31,7 +31,7 @@ DATA_FILES = {"corpus": "wiki.txt", "finetune": "birth_places_train.tsv", "quest
 
 def variant_names() -> list[str]:
     """The registered variants, in registry order, read now: a variant registered after import
-    (a plugin, a test) is part of the grid without touching this package."""
+    (as a test does) is part of the grid without touching this package."""
     from model import VARIANTS
 
     return list(VARIANTS)

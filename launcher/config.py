@@ -138,10 +138,11 @@ class RunConfig(Section):
                 raise ValueError("eval.questions: required to evaluate")
         if self.model.n_embd % self.model.n_head:
             raise ValueError(f"model.n_embd: {self.model.n_embd} is not divisible by model.n_head ({self.model.n_head})")
-        try:
-            self.model.options
+        try:  # the variant's own settings and shape rules, before any file is read (vocab_size is not known yet)
+            gpt_config(self, vocab_size=1)
         except ValueError as exc:
-            raise ValueError(f"model.{exc}") from None
+            key = str(exc).split(":")[0]
+            raise ValueError(f"{'data' if key == 'block_size' else 'model'}.{exc}") from None
         return self
 
 

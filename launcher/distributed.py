@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from launcher import slurm
+from slurm import job as slurm_job
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,12 @@ def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
             int(env["SLURM_PROCID"]),
             int(env.get("SLURM_LOCALID", 0)),
             int(env["SLURM_NTASKS"]),
-            slurm.tasks_on_this_node(env),
+            slurm_job.tasks_on_this_node(env),
             "slurm",
         )
         if "MASTER_ADDR" not in env:  # looked up only when needed: it may ask slurmctld
-            env["MASTER_ADDR"] = slurm.head_address(env)
-        env.setdefault("MASTER_PORT", str(slurm.rendezvous_port(env.get("SLURM_JOB_ID", "0"))))
+            env["MASTER_ADDR"] = slurm_job.head_address(env)
+        env.setdefault("MASTER_PORT", str(slurm_job.rendezvous_port(env.get("SLURM_JOB_ID", "0"))))
     else:
         context = DistributedContext(0, 0, 1, 1, "single")
         env.setdefault("MASTER_ADDR", "127.0.0.1")

@@ -81,8 +81,8 @@ def load_questions(config: RunConfig, vocab: Vocabulary) -> list[Question]:
 def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
     """Every question file this phase will read (data.finetune, eval.questions), against `vocab`.
 
-    A sweep or pipeline calls it for its later phases with the vocabulary the pretraining corpus
-    fixes, before the pretraining starts: a character the corpus lacks then stops the job in
+    The sweep calls it for its later phases with the vocabulary the pretraining corpus fixes,
+    before the pretraining starts: a character the corpus lacks then stops the job in
     seconds, not after the hours of pretraining it would make useless.
     """
     context_length = gpt_config(config, len(vocab)).context_length
@@ -138,7 +138,7 @@ def train_phase(config: RunConfig, context: DistributedContext, device: torch.de
         model.load_state_dict(data.init.state_dict)
     final_tokens = config.train.final_tokens or default_final_tokens(data.pretraining_documents, config.data.block_size)
     schedule = trainer.plan(config.train, config.data.block_size, data.items_per_epoch, final_tokens)
-    resume = find_resume_point(config, data.vocab)
+    resume = find_resume_point(config, data.vocab, context.is_main)
     prepare_run_dir(config, context)
     prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
     run = trainer.TrainingRun(config.phase, Path(config.run_dir), config.seed, config.train, prefetch,

@@ -9,6 +9,7 @@ that may change on resume are config.RESUME_MAY_CHANGE.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
             for key in sorted(set(old) | set(new)) if not may_change(key) and old.get(key) != new.get(key)]
 
 
-def find_resume_point(config: RunConfig, vocab: Vocabulary) -> checkpoint.CheckpointInfo | None:
+def find_resume_point(config: RunConfig, vocab: Vocabulary, is_main: bool) -> checkpoint.CheckpointInfo | None:
     """The checkpoint this run continues from (None: start at step 0), refused if it belongs to another run."""
     directory = Path(config.run_dir) / "checkpoints"
     if config.train.resume == "never":
@@ -58,6 +59,9 @@ def find_resume_point(config: RunConfig, vocab: Vocabulary) -> checkpoint.Checkp
             f"train.zero_stage: {info.path} was saved at ZeRO stage {info.zero_stage}, not {config.train.zero_stage}; "
             f"resume with train.zero_stage={info.zero_stage}, or start a new run_dir from its export with init_from")
     fresh = "start fresh with another run_dir (or train.resume=never, which overwrites its checkpoints)"
+    if info.record is None and is_main:
+        print(f"warning: {info.path} was saved before checkpoints recorded their config; resuming without checking "
+              "that this run's config matches it", file=sys.stderr, flush=True)
     if info.record is not None:
         found = differences(info.record.get("config", {}), resume_record(config, vocab)["config"])
         if found:

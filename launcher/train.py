@@ -36,7 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    context = distributed.detect_context()
+    try:
+        context = distributed.detect_context()
+    except ValueError as exc:  # a launcher variable that cannot be read, e.g. a malformed SLURM nodelist
+        print(f"error: {exc}", file=sys.stderr)  # every rank reads the same variables: no rank knows it is 0
+        return 2
     clock = AttemptClock(read_commit=context.is_main)  # run.json: from this process's start to the phase's end
     try:
         config = load_config(args.config, args.overrides)

@@ -29,10 +29,21 @@ class Option:
     default: Any = None
 
     def parse(self, name: str, value: Any) -> Any:
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, self.type) or isinstance(value, bool):
+        """The value in the option's type, read as leniently as the config's own fields: "1e4" (YAML
+        reads that as text) is a number, 32.0 an integer; True, "wide" or 2.5 for an integer are errors."""
+        parsed = None if isinstance(value, bool) else value
+        if isinstance(value, str):
+            try:
+                parsed = float(value)
+            except ValueError:
+                parsed = None
+        if self.type is int and isinstance(parsed, float):
+            parsed = int(parsed) if parsed.is_integer() else None
+        elif self.type is float and isinstance(parsed, int):
+            parsed = float(parsed)
+        if not isinstance(parsed, self.type):
             raise ValueError(f"{name}: expected {'an integer' if self.type is int else 'a number'}, got {value!r}")
+        value = parsed
         if value <= 0:
             raise ValueError(f"{name}: must be positive, got {value!r}")
         return value

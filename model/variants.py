@@ -4,8 +4,9 @@ A variant supplies the layers between the embeddings and the final LayerNorm, ho
 input flows through them, and the options only it reads (the perceiver's bottleneck_dim). The rest
 of the model (embeddings, head, SPEC's initialisation, the loss) is shared in model/gpt.py. Config
 validation, the sweep's grid, the report's ordering and colours and the parametrized tests all read
-the registry, so a fifth variant is one class here, registered at the end (or `register_variant`
-from a plugin or a test).
+the registry, so a fifth variant is one class here, registered at the end. (`register_variant`
+also works in-process, as tests/test_variant_registry.py does; but every training run is a fresh
+process that knows only what importing `model` registers, so a variant to train with lives here.)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Rope(SelfAttentionVariant):
 
     def check(self, config: GPTConfig) -> None:
         if config.head_size % 2:
-            raise ValueError("rope needs an even head size (n_embd / n_head)")
+            raise ValueError(f"n_embd: rope needs an even head size (n_embd / n_head = {config.n_embd} / {config.n_head})")
 
     def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
         rotary = RotaryEmbedding(config.head_size, config.block_size, config.rope_base)  # shared, no parameters
@@ -87,9 +88,9 @@ class Perceiver(Variant):
 
     def check(self, config: GPTConfig) -> None:
         if config.n_layer < 2:
-            raise ValueError("perceiver needs n_layer >= 2 (a down- and an up-projection block)")
+            raise ValueError("n_layer: perceiver needs n_layer >= 2 (a down- and an up-projection block)")
         if config.bottleneck_dim > config.block_size:
-            raise ValueError("perceiver bottleneck_dim cannot exceed block_size")
+            raise ValueError(f"bottleneck_dim: {config.bottleneck_dim} exceeds block_size ({config.block_size}), the perceiver's limit")
 
     def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
         return {

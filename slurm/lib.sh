@@ -1,5 +1,5 @@
 # Sourced by phase.sh, pipeline.sh and sweep.sh, from the repository root: what the three share.
-# SLURM facts (head node, rendezvous port, run directories) live in Python: python -m launcher.slurm.
+# SLURM facts (head node, rendezvous port, run directories) live in Python: python -m slurm.job.
 
 # find_python NAME: PY is $SPANGPT_PYTHON, or the checkout's .venv; NAME labels the error when absent.
 find_python() {
@@ -21,7 +21,7 @@ split_phase_args() {
 }
 
 # set_args [key=value ...]: SET_ARGS=(--set key=value ...), or none when there are no overrides
-# (a bare --set would be an error for train.py and launcher.slurm).
+# (a bare --set would be an error for train.py and slurm.job).
 set_args() {
   SET_ARGS=()
   if (( $# )); then SET_ARGS=(--set "$@"); fi

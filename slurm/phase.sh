@@ -4,7 +4,7 @@
 # node and start one training process per GPU (or, on nodes without GPUs, one per CPU task: the
 # job's --ntasks-per-node). Chosen over DeepSpeed's launcher because it needs no ssh/pdsh or
 # hostfile between nodes, and torchrun restarts failed workers (--max-restarts). The rendezvous
-# address and port come from launcher/slurm.py, which the trainer under plain srun uses too.
+# address and port come from slurm/job.py, which the trainer under plain srun uses too.
 #
 # Preemption: the job is requeueable and asks SLURM for USR1 before its time limit. The trap passes
 # it to every training process as SIGTERM (the same signal scancel sends); the trainers agree on a
@@ -29,7 +29,7 @@ run_phase() {
   split_phase_args "$@"
   (( ${#CONFIGS[@]} )) || CONFIGS=("$default_config")
   set_args "${OVERRIDES[@]}"
-  RUN_DIR=$("$PY" -m launcher.slurm run-dir --config "${CONFIGS[@]}" "${SET_ARGS[@]}") || exit 2
+  RUN_DIR=$("$PY" -m slurm.job run-dir --config "${CONFIGS[@]}" "${SET_ARGS[@]}") || exit 2
   mkdir -p "$RUN_DIR/slurm"
   local run_dir_abs; run_dir_abs=$(cd "$RUN_DIR" && pwd -P)
   if [[ $(readlink -f "/proc/$$/fd/1" 2>/dev/null) != "$run_dir_abs"/* ]]; then  # per-job log in the run dir
@@ -45,7 +45,7 @@ run_phase() {
   if [[ -n ${SLURM_CPUS_PER_TASK:-} && -z ${OMP_NUM_THREADS:-} ]]; then
     export OMP_NUM_THREADS=$(( SLURM_CPUS_PER_TASK / procs > 0 ? SLURM_CPUS_PER_TASK / procs : 1 ))
   fi
-  endpoint=$("$PY" -m launcher.slurm rendezvous) || exit 2
+  endpoint=$("$PY" -m slurm.job rendezvous) || exit 2
   echo "spangpt: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) $nodes node(s) x $procs process(es) on" \
        "${DS_ACCELERATOR}; run_dir $RUN_DIR; rendezvous $endpoint"
 

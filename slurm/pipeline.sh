@@ -33,7 +33,7 @@ fi
 
 resolve() {  # resolve PHASE [key=value ...]: the phase's run directory, with the overlays and overrides
   set_args "${overrides[@]}" "${@:2}"
-  "$PY" -m launcher.slurm run-dir --config "$dir/$1.yaml" "${overlays[@]}" "${SET_ARGS[@]}"
+  "$PY" -m slurm.job run-dir --config "$dir/$1.yaml" "${overlays[@]}" "${SET_ARGS[@]}"
 }
 submit() {  # submit PHASE DEPENDENCY RUN_DIR [key=value ...]: the job id
   local phase=$1 dependency=$2 run_dir=$3; shift 3

@@ -137,3 +137,22 @@ def test_spec_shape_and_schedule_are_not_defaults_in_code(tmp_path):
                     " weight_decay: 0.1, grad_clip: 1.0}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"bare.yaml: model.n_embd: required \(and 1 more\)"):
         load_config(bare)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.variant=rope", "model.n_embd=12", "model.n_head=4"], "model.n_embd: rope needs an even head size (n_embd / n_head = 12 / 4)"),
+    (["model.variant=perceiver", "model.n_layer=1"], "model.n_layer: perceiver needs n_layer >= 2 (a down- and an up-projection block)"),
+    (["model.variant=perceiver", "model.bottleneck_dim=500"], "model.bottleneck_dim: 500 exceeds block_size (128), the perceiver's limit"),
+])
+def test_a_shape_the_variant_cannot_build_is_refused_when_the_config_loads(overrides, message):
+    """Before any file is read or any run starts (a sweep's --dry-run included), not as a traceback later."""
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIGS / "pretrain.yaml", overrides)
+    assert str(info.value) == f"{CONFIGS / 'pretrain.yaml'}: {message}"
+
+
+def test_variant_options_read_numbers_as_the_other_fields_do():
+    assert load_config(CONFIGS / "pretrain.yaml", ["model.variant=rope", "model.rope_base=1e4"]).model.options == {"rope_base": 10000.0}
+    assert load_config(CONFIGS / "pretrain.yaml", ["model.variant=perceiver", "model.bottleneck_dim=16.0"]).model.options == {"bottleneck_dim": 16}
+    with pytest.raises(ConfigError, match=r"model.bottleneck_dim: expected an integer, got 2.5"):
+        load_config(CONFIGS / "pretrain.yaml", ["model.variant=perceiver", "model.bottleneck_dim=2.5"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from launcher.slurm import rendezvous_port
+from slurm.job import rendezvous_port
 
 CPU_JOB = ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=20"]
 TINY = ["model.n_embd=32", "model.n_head=2", "train.log_every=1"]
@@ -81,7 +81,7 @@ def test_pipeline_runs_three_chained_jobs_on_two_nodes(cluster, checkout):
     runs = checkout / "runs" / "demo" / "vanilla"
     log = (runs / "pretrain" / "slurm" / f"spangpt-pretrain-{jobs['pretrain']}.out").read_text()
     assert "2 node(s) x 1 process(es)" in log and "world size 2 (launcher env)" in log  # 2 nodes x 1 task
-    # n1 and n2 resolve nowhere: the rendezvous is on the head node's NodeAddr (launcher/slurm.py).
+    # n1 and n2 resolve nowhere: the rendezvous is on the head node's NodeAddr (slurm/job.py).
     assert f"rendezvous 127.0.0.1:{rendezvous_port(jobs['pretrain'])}" in log
     for phase in ("finetune", "evaluate"):
         predictions = (runs / phase / "predictions.txt").read_text(encoding="utf-8").splitlines()
@@ -96,8 +96,8 @@ def test_pipeline_runs_three_chained_jobs_on_two_nodes(cluster, checkout):
 
 
 def test_every_node_of_a_job_gets_the_same_rendezvous(cluster, checkout):
-    """`python -m launcher.slurm rendezvous` on both nodes: the head's NodeAddr and the job's port."""
-    probe = f'echo "$SLURM_NODEID $SLURM_JOB_ID $({sys.executable} -m launcher.slurm rendezvous)"'
+    """`python -m slurm.job rendezvous` on both nodes: the head's NodeAddr and the job's port."""
+    probe = f'echo "$SLURM_NODEID $SLURM_JOB_ID $({sys.executable} -m slurm.job rendezvous)"'
     srun = ["srun", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=2"]
     result = subprocess.run([*srun, "bash", "-c", probe], cwd=checkout, env=cluster, capture_output=True, text=True,
                             timeout=120)

@@ -1,4 +1,4 @@
-"""launcher/slurm.py without a cluster: SLURM's host lists, the head node, the port, the CLI.
+"""slurm/job.py without a cluster: SLURM's host lists, the head node, the port, the CLI.
 
 The emulated cluster (tests/test_slurm.py) runs the same code under real SLURM; these tests cover
 what it cannot show: nodes without scontrol, names SLURM emits on big clusters, malformed lists.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from launcher.slurm import expand_hostlist, head_address, head_node, rendezvous_port, tasks_on_this_node
+from slurm.job import expand_hostlist, head_address, head_node, rendezvous_port, tasks_on_this_node
 
 NO_SCONTROL = {"PATH": ""}  # a node without SLURM's client tools
 
@@ -124,7 +124,7 @@ def test_srun_rank_detection_points_master_addr_at_the_first_host():
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launcher.slurm", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "slurm.job", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
@@ -143,7 +143,7 @@ def test_cli_run_dir_prints_the_resolved_run_dir():
     (["run-dir", "--config", "configs/demo/pretrain.yaml", "--set", "bogus"],
      "error: --set bogus: expected key=value, e.g. train.zero_stage=3"),
     (["run-dir", "--config", "configs"], "error: configs: Is a directory"),
-    (["run-dir"], "error: python -m launcher.slurm run-dir: the following arguments are required: --config"),
+    (["run-dir"], "error: python -m slurm.job run-dir: the following arguments are required: --config"),
 ], ids=["missing-file", "invalid-value", "bad-override", "directory", "no-config"])
 def test_cli_run_dir_errors_are_one_line_and_exit_2(args, message):
     result = cli(*args)
@@ -158,3 +158,15 @@ def test_cli_rendezvous():
     outside = cli("rendezvous", env={k: v for k, v in job.items() if k != "SLURM_JOB_ID"})
     assert outside.returncode == 2
     assert outside.stderr == "error: SLURM_JOB_ID is not set: rendezvous runs inside a SLURM job\n"
+
+
+def test_the_trainer_under_srun_names_a_malformed_nodelist_in_one_line(tmp_path):
+    """Plain `srun launcher/train.py` on a node without scontrol, given a nodelist it cannot read."""
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "MASTER_ADDR")}
+    env.update(SLURM_PROCID="0", SLURM_NTASKS="2", SLURM_LOCALID="0", SLURM_JOB_ID="7", SLURM_JOB_NODELIST="gpu[01-04",
+               PATH=str(Path(sys.executable).parent))
+    result = subprocess.run([sys.executable, str(ROOT / "launcher" / "train.py"), "--config", str(ROOT / "configs" / "pretrain.yaml"),
+                             "--set", f"run_dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "error: nodelist 'gpu[01-04': '[' at 3 is never closed\n"
+    assert not (tmp_path / "run").exists()

@@ -4,8 +4,8 @@ The batch scripts (slurm/phase.sh) and the trainer under plain `srun` (launcher.
 need the job's head node and one port that every node derives alike; computing both here keeps
 the two launch paths from drifting apart. The shell reaches it through the CLI:
 
-    python -m launcher.slurm rendezvous                     # head-address:port of the current job
-    python -m launcher.slurm run-dir --config A.yaml [B.yaml ...] [--set key=value ...]
+    python -m slurm.job rendezvous                     # head-address:port of the current job
+    python -m slurm.job run-dir --config A.yaml [B.yaml ...] [--set key=value ...]
 
 Every error is one line on stderr and exit status 2.
 """
@@ -172,14 +172,14 @@ class _Parser(argparse.ArgumentParser):
 def _run_dir(configs: list[str], overrides: list[str]) -> str:
     """The run directory of the resolved config (placeholders filled, overrides applied), so the
     scripts can put logs there and hand it to the next phase before the run starts."""
-    from launcher.config import load_config  # pydantic and yaml only for this command
+    from launcher.config import load_config  # pydantic, yaml and the model registry (torch): this command only
 
     return str(load_config(configs, overrides).run_dir)
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    parser = _Parser(prog="python -m launcher.slurm", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m slurm.job", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("rendezvous", help="print head-address:port for the current job")
     run_dir = commands.add_parser("run-dir", help="print the run_dir of the resolved config")
