@@ -86,7 +86,8 @@ def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
     seconds, not after the hours of pretraining it would make useless.
     """
     context_length = gpt_config(config, len(vocab)).context_length
-    for path in (config.data.finetune, config.eval.questions):
+    mixes = config.phase != "pretrain" or config.data.question_mix > 0  # pretraining reads data.finetune only to mix it in
+    for path in (config.data.finetune if mixes else None, config.eval.questions):
         if path is not None:
             questions = read_questions(Path(path), require_answers=path == config.data.finetune)
             check_questions(questions, vocab, str(path), config.data.block_size, context_length)

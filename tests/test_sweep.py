@@ -284,3 +284,7 @@ def test_sweep_checks_every_question_file_against_the_corpus_before_pretraining(
                              f"vocabulary (the vocabulary of {corpus}, which vanilla seed 0 finetune would use); "
                              "nothing was run\n")
     assert not out.exists()
+    mixed = sweep("configs/demo", "--data", str(data), "--out", str(out), "--variants", "vanilla", "--seeds", "0",
+                  "--set", "data.question_mix=0.3")  # pretraining would read the questions too: named first
+    assert mixed.returncode == 2 and "which vanilla seed 0 pretrain would use); nothing was run" in mixed.stderr
+    assert not out.exists()
