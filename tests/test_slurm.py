@@ -134,7 +134,9 @@ def test_preempted_job_requeues_and_resumes_to_the_same_final_step(cluster, chec
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster, check=True)  # SLURM's time-limit warning
     info = wait_for(cluster, job, {"PENDING", "COMPLETED", "FAILED"}, timeout=120)
     assert info["JobState"] == "PENDING" and info["Restarts"] == "1", info
-    # SLURM holds a requeued job for about two minutes; release it now.
+    # SLURM holds a requeued job for about two minutes; release it sooner. Not in the second its credential was
+    # revoked: slurmd refuses a credential issued in that same second ("Job credential revoked", seen in CI).
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, check=True)
     info = wait_for(cluster, job, {"COMPLETED", "FAILED", "CANCELLED"})
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1"
