@@ -17,7 +17,7 @@ import yaml
 from data.corpus import open_corpus
 from data.errors import DataError
 from data.vocab import Vocabulary
-from launcher.config import ConfigError, RunConfig, load_config, to_yaml
+from launcher.config import ConfigError, RunConfig, config_differences, load_config, to_yaml
 from launcher.phases import check_question_files
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -141,7 +141,7 @@ def state_of(run: Run) -> str:
     mine = yaml.safe_load(to_yaml(run.config))
     theirs = yaml.safe_load(saved.read_text(encoding="utf-8"))
     if theirs != mine:
-        key = first_difference(theirs, mine)
+        key = next(iter(config_differences(theirs, mine).values()))
         raise ConfigError(f"{run.run_dir}: holds a run with a different config ({key}); "
                           f"choose another --out or remove that directory")
     try:
@@ -154,10 +154,3 @@ def state_of(run: Run) -> str:
         done = False
     return "done" if done else "partial"
 
-
-def first_difference(old, new, prefix: str = "") -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            if old.get(key) != new.get(key):
-                return first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"

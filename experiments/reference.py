@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from experiments.formats import plain, span
-from experiments.runs import ReportError, Sweep
+from experiments.runs import ReportError, Sweep, lookup
 from launcher.config import ConfigError, load_config, to_yaml
 
 # Dev accuracy (500 questions, full schedule) of each independent report, in percent.
@@ -66,12 +66,6 @@ def reference_config(phase_config: str) -> dict:
         return yaml.safe_load(to_yaml(load_config([path])))
     except ConfigError as exc:
         raise ReportError(f"reference config {exc}") from None
-
-
-def lookup(tree: dict, key: str):
-    for part in key.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
 
 
 def same(value, reference) -> bool:

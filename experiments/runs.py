@@ -26,6 +26,13 @@ class ReportError(ValueError):
     """A sweep, run or preface that cannot be reported: one line naming the path and what is wrong."""
 
 
+def lookup(tree: dict, key: str):
+    """The value at a dotted key of a config tree, or None where there is no such key."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 @dataclass
 class RunResult:
     """What the report needs of one run directory."""
@@ -60,12 +67,7 @@ class RunResult:
 
     def setting(self, key: str):
         """A config value by dotted key, e.g. "model.n_embd"; None where the config has no such key."""
-        value = self.config
-        for part in key.split("."):
-            if not isinstance(value, dict):
-                return None
-            value = value.get(part)
-        return value
+        return lookup(self.config, key)
 
 
 @dataclass

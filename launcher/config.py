@@ -278,6 +278,20 @@ def gpt_config(config: RunConfig, vocab_size: int) -> GPTConfig:
     )
 
 
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Every dotted key whose value differs between two resolved config trees (as config.yaml holds
+    them), in the trees' order, each as "key: old there, new now". The sweep reports the first when a
+    run folder holds another config; resume reports those outside RESUME_MAY_CHANGE."""
+    found: dict[str, str] = {}
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found.update(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            found[f"{prefix}{key}"] = f"{prefix}{key}: {a!r} there, {b!r} now"
+    return found
+
+
 # Keys that may differ between a checkpoint's run and the run that resumes it: where and how often it
 # logs and saves, how it is launched (world size, micro-batches, compilation, prefetching), when it
 # stops, and what it evaluates afterwards. Every other key changes the math or the data, so a resume

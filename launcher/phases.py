@@ -70,12 +70,17 @@ def read_text(path: Path) -> str:
         raise DataError(str(path), "file not found") from None
 
 
-def load_questions(config: RunConfig, vocab: Vocabulary) -> list[Question]:
-    """eval.questions, checked against the model's vocabulary and context before any decoding."""
-    path = Path(config.eval.questions)
-    questions = read_questions(path, require_answers=False)
+def checked_questions(config: RunConfig, vocab: Vocabulary, path: Path, require_answers: bool) -> list[Question]:
+    """A question file, checked against the model's vocabulary, block and context before any step."""
+    questions = read_questions(Path(path), require_answers=require_answers)
     check_questions(questions, vocab, str(path), config.data.block_size, gpt_config(config, len(vocab)).context_length)
     return questions
+
+
+def finetuning_examples(config: RunConfig, vocab: Vocabulary) -> NameDataset:
+    """data.finetune's questions with their answers in the finetuning format (finetuning, and mixed pretraining)."""
+    path = Path(config.data.finetune)
+    return NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
 
 
 def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
@@ -85,20 +90,17 @@ def check_question_files(config: RunConfig, vocab: Vocabulary) -> None:
     before the pretraining starts: a character the corpus lacks then stops the job in
     seconds, not after the hours of pretraining it would make useless.
     """
-    context_length = gpt_config(config, len(vocab)).context_length
     mixes = config.phase != "pretrain" or config.data.question_mix > 0  # pretraining reads data.finetune only to mix it in
-    for path in (config.data.finetune if mixes else None, config.eval.questions):
-        if path is not None:
-            questions = read_questions(Path(path), require_answers=path == config.data.finetune)
-            check_questions(questions, vocab, str(path), config.data.block_size, context_length)
+    if mixes and config.data.finetune is not None:
+        checked_questions(config, vocab, config.data.finetune, require_answers=True)
+    if config.eval.questions is not None:
+        checked_questions(config, vocab, config.eval.questions, require_answers=False)
 
 
 def pretraining_data(config: RunConfig, context: DistributedContext) -> TrainingData:
     corpus, vocab = open_corpus(Path(config.data.corpus))
-    questions = None
-    if config.data.question_mix > 0:  # only the finetuning split: the file the finetune phase trains on
-        path = Path(config.data.finetune)
-        questions = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
+    # only the finetuning split, the file the finetune phase trains on, can be mixed in
+    questions = finetuning_examples(config, vocab) if config.data.question_mix > 0 else None
     micro, _ = batch_geometry(config.train, context.world_size)
     stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size,
                                    config.seed, questions, config.data.question_mix)
@@ -109,9 +111,8 @@ def finetuning_data(config: RunConfig, context: DistributedContext) -> TrainingD
     corpus, corpus_vocab = open_corpus(Path(config.data.corpus)) if config.data.corpus else (None, None)
     export = checked_export(config, corpus_vocab) if config.init_from else None
     vocab = export.vocab if export else corpus_vocab
-    path = Path(config.data.finetune)
-    names = NameDataset(vocab, read_text(path), block_size=config.data.block_size, source=str(path))
-    questions = load_questions(config, vocab) if config.eval.questions else None
+    names = finetuning_examples(config, vocab)
+    questions = checked_questions(config, vocab, config.eval.questions, require_answers=False) if config.eval.questions else None
     micro, _ = batch_geometry(config.train, context.world_size)
     stream = ShardedExampleStream(len(names), lambda _epoch, item: names[item], micro, context.rank, context.world_size, config.seed)
     pretraining_documents = export.pretraining_documents if export else len(corpus)
@@ -139,11 +140,12 @@ def train_phase(config: RunConfig, context: DistributedContext, device: torch.de
         model.load_state_dict(data.init.state_dict)
     final_tokens = config.train.final_tokens or default_final_tokens(data.pretraining_documents, config.data.block_size)
     schedule = trainer.plan(config.train, config.data.block_size, data.items_per_epoch, final_tokens)
-    resume = find_resume_point(config, data.vocab, context.is_main)
+    record = resume_record(config, data.vocab)
+    resume = find_resume_point(config, record, context.is_main)
     prepare_run_dir(config, context)
     prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
     run = trainer.TrainingRun(config.phase, Path(config.run_dir), config.seed, config.train, prefetch,
-                              config.distributed.timeout_minutes, resume_record(config, data.vocab))
+                              config.distributed.timeout_minutes, record)
     engine, final, finished = trainer.train(run, context, device, model, data.stream, schedule, resume)
     if not finished:
         return False
@@ -168,7 +170,7 @@ def finetune(config: RunConfig, context: DistributedContext, device: torch.devic
 
 def evaluate_phase(config: RunConfig, context: DistributedContext, device: torch.device) -> bool:
     export = checked_export(config, None)
-    questions = load_questions(config, export.vocab)
+    questions = checked_questions(config, export.vocab, config.eval.questions, require_answers=False)
     prepare_run_dir(config, context)
     run_evaluation(config, context, device, export, questions, 0)
     return True

@@ -15,22 +15,12 @@ from typing import Any
 
 from data.vocab import Vocabulary
 from launcher import checkpoint
-from launcher.config import RESUME_MAY_CHANGE, ConfigError, RunConfig
+from launcher.config import RESUME_MAY_CHANGE, ConfigError, RunConfig, config_differences
 
 
 def resume_record(config: RunConfig, vocab: Vocabulary) -> dict[str, Any]:
     """What a checkpoint records of its run, for the check below."""
     return {"config": config.model_dump(mode="json"), "vocab": vocab.itos}
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def may_change(key: str) -> bool:
@@ -39,12 +29,10 @@ def may_change(key: str) -> bool:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """'key: old there, new now' for every key outside the allow-list whose value differs."""
-    old, new = flatten(saved), flatten(now)
-    return [f"{key}: {old.get(key)!r} there, {new.get(key)!r} now"
-            for key in sorted(set(old) | set(new)) if not may_change(key) and old.get(key) != new.get(key)]
+    return [line for key, line in config_differences(saved, now).items() if not may_change(key)]
 
 
-def find_resume_point(config: RunConfig, vocab: Vocabulary, is_main: bool) -> checkpoint.CheckpointInfo | None:
+def find_resume_point(config: RunConfig, record: dict[str, Any], is_main: bool) -> checkpoint.CheckpointInfo | None:
     """The checkpoint this run continues from (None: start at step 0), refused if it belongs to another run."""
     directory = Path(config.run_dir) / "checkpoints"
     if config.train.resume == "never":
@@ -63,11 +51,12 @@ def find_resume_point(config: RunConfig, vocab: Vocabulary, is_main: bool) -> ch
         print(f"warning: {info.path} was saved before checkpoints recorded their config; resuming without checking "
               "that this run's config matches it", file=sys.stderr, flush=True)
     if info.record is not None:
-        found = differences(info.record.get("config", {}), resume_record(config, vocab)["config"])
+        found = differences(info.record.get("config", {}), record["config"])
         if found:
             raise ConfigError(f"train.resume: {info.path} was saved with another config ({'; '.join(found)}); "
                               f"resume with the config it was saved with, or {fresh}")
-        if info.record.get("vocab") != vocab.itos:
+        if info.record.get("vocab") != record["vocab"]:
             raise ConfigError(f"train.resume: {info.path} was saved with another vocabulary "
-                              f"({len(info.record.get('vocab') or [])} ids there, {len(vocab)} now: has the corpus changed?); {fresh}")
+                              f"({len(info.record.get('vocab') or [])} ids there, {len(record['vocab'])} now: has the corpus "
+                              f"changed?); {fresh}")
     return info
