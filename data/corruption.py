@@ -56,6 +56,12 @@ def shift_pair(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return t[:-1], t[1:]
 
 
+def text_example(document: str, block_size: int, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+    """The document's first block_size characters as plain text, padded: every character is a target."""
+    text = document[:block_size]
+    return shift_pair(vocab.encode(text + PAD * (block_size - len(text))))
+
+
 class CharCorruptionDataset(VocabularyAccess, torch.utils.data.Dataset):
     """Span-corruption examples over the non-empty lines of an in-memory corpus.
 

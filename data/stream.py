@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from data.corpus import DocumentCorpus
-from data.corruption import corrupt_document, example_rng, shift_pair
+from data.augment import name_anchored_variant
+from data.corruption import corrupt_document, example_rng, shift_pair, text_example
 from data.permutation import SeededPermutation
 from data.vocab import Vocabulary
 
@@ -115,6 +116,10 @@ class ShardedExampleStream:
 class ShardedDocumentStream(ShardedExampleStream):
     """Pretraining: span corruptions of a lazily read corpus; corruption fixed by (seed, epoch, document).
 
+    Knowledge-storage recipes (all off by default, SPEC's recipe being the reference): `objective`
+    "text" shows a document as plain text instead of a corruption; `augment` "name_anchored" first
+    rewrites it as a label-free name-anchored variant (data.augment), drawn from the same generator.
+
     With `questions` and `question_mix` q > 0, each example is instead, with probability q, a training
     question with its answer in the finetuning format (a knowledge-storage recipe, off by default).
     The choice and the question are drawn from a generator private to (seed, epoch, document), so the
@@ -133,7 +138,11 @@ class ShardedDocumentStream(ShardedExampleStream):
         seed: int = 0,
         questions: Sequence[Example] | None = None,
         question_mix: float = 0.0,
+        objective: str = "span_corruption",
+        augment: str = "none",
     ) -> None:
+        if objective not in ("span_corruption", "text") or augment not in ("none", "name_anchored"):
+            raise ValueError(f"unknown objective {objective!r} or augmentation {augment!r}")
         if not 0.0 <= question_mix < 1.0 or (question_mix > 0 and not questions):
             raise ValueError(f"question_mix {question_mix} needs 0 <= q < 1, and questions when q > 0")
         self.corpus = corpus if isinstance(corpus, DocumentCorpus) else DocumentCorpus(corpus)
@@ -141,6 +150,8 @@ class ShardedDocumentStream(ShardedExampleStream):
         self.block_size = block_size
         self.questions = questions
         self.question_mix = question_mix
+        self.objective = objective
+        self.augment = augment
         super().__init__(len(self.corpus), self.corrupted_example, micro_batch_size, rank, world_size, seed)
 
     @property
@@ -152,5 +163,11 @@ class ShardedDocumentStream(ShardedExampleStream):
             mix = random.Random(f"spangpt-mix:{self.seed}:{epoch}:{document}")
             if mix.random() < self.question_mix:
                 return self.questions[mix.randrange(len(self.questions))]
-        text, _ = corrupt_document(self.corpus.document(document), self.block_size, example_rng(self.seed, epoch, document))
+        rng = example_rng(self.seed, epoch, document)
+        source = self.corpus.document(document)
+        if self.augment == "name_anchored":
+            source = name_anchored_variant(source, rng)
+        if self.objective == "text":
+            return text_example(source, self.block_size, self.vocab)
+        text, _ = corrupt_document(source, self.block_size, rng)
         return shift_pair(self.vocab.encode(text))

@@ -6,7 +6,15 @@ also carries the question characters `W` and `?` into the vocabulary), `birth_pl
 `birth_dev.tsv` and `birth_test_inputs.tsv` (questions only). Dev and test people never appear
 in the finetuning file, so a model can answer them only from what pretraining stored. Dev answers
 are balanced over the places, so the most common one is at most 10% of dev and guessing it is a
-weak baseline, as "London" is on the real data. Everything is a function of (seed, sizes).
+weak baseline, as "London" is on the real data. Everything is a function of (seed, sizes, style).
+
+`--style simple` (the default) writes each biography in one of a few shapes that all open with
+the name and state the birth place in the first sentence: an easy world, where an effect may owe
+much to that one shape. `--style varied` writes the shapes real text has: the birth place before
+or after the name, several sentence shapes, distractor sentences naming other places (where the
+person lived, worked or died), pronouns in place of the name, and the fact anywhere in the
+paragraph. `--style scattered` is `varied` with each person's sentences spread over two or three
+documents that each open with the name, so the fact is often not in the first document.
 """
 
 from __future__ import annotations
@@ -38,11 +46,32 @@ TEMPLATES = [
 ]
 
 
+STYLES = ("simple", "varied", "scattered")
+# varied: the sentence that states the birth place, in several shapes; {name} or {surname} or a pronoun refers
+BIRTH_SENTENCES = [
+    "{ref} was born in {place} in {year} .",
+    "Born in {place}, {ref_lower} trained as {a_job} .",
+    "{place} was the birthplace of {ref_lower} .",
+    "A native of {place}, {ref_lower} spent the early years there .",
+    "{ref} ({year} - {death}) was born at {place} .",
+    "{ref} came into the world at {place}, a town of weavers .",
+]
+OTHER_SENTENCES = [
+    "{ref} moved to {other} in {later} .",
+    "{ref} worked for many years in {other} .",
+    "{ref} died in {other} in {death} .",
+    "{ref} is best known as {a_job} .",
+    "{ref} studied in {other} and later taught there .",
+    "{ref} married {a_job} from {other} .",
+    "The works of {ref_lower} are held in {other} .",
+]
+
+
 @dataclass(frozen=True)
 class Person:
     name: str
     place: str
-    biography: str
+    biography: str  # one document, or several joined by newlines (style scattered)
 
 
 def syllable_word(rng: random.Random, syllables: int) -> str:
@@ -77,8 +106,41 @@ def place_documents(seed: int, place_names: list[str]) -> list[str]:
     ]
 
 
-def build_world(seed: int, train: int, dev: int, test: int, places: int) -> tuple[list[Person], list[Person], list[Person]]:
+def varied_biography(rng: random.Random, name: str, place: str, place_names: list[str], scattered: bool) -> str:
+    """A paragraph (or, scattered, two or three documents) with the birth sentence among 1-3 distractors."""
+    pronoun = rng.choice(["He", "She"])
+    year = rng.randint(1820, 1930)
+    job = rng.choice(JOBS)
+    values = {"place": place, "a_job": ("an " if job[0] in "aeiou" else "a ") + job, "year": year, "death": year + rng.randint(30, 90),
+              "later": year + rng.randint(18, 29)}
+
+    def sentence(template: str, ref: str) -> str:
+        others = [p for p in place_names if p != place]
+        text = template.format(ref=ref, ref_lower=ref, other=rng.choice(others), **values)
+        return text[0].upper() + text[1:]
+
+    def reference(template: str) -> str:
+        # A pronoun only where it is the sentence's subject: "He moved", never "the works of he".
+        subject = template.startswith("{ref} ") and not template.startswith("{ref} (")
+        return rng.choice([surname, pronoun, name] if subject else [surname, name])
+
+    surname = name.split()[-1]
+    sentences = [rng.choice(BIRTH_SENTENCES)] + rng.sample(OTHER_SENTENCES, rng.randint(1, 3))
+    rng.shuffle(sentences)
+    # The first sentence names the person in full; later ones by surname or pronoun, as real paragraphs do.
+    parts = [sentence(t, name if i == 0 else reference(t)) for i, t in enumerate(sentences)]
+    if not scattered or len(parts) == 1:
+        return f"{name}. " + " ".join(parts)
+    cut = rng.randint(1, len(parts) - 1)
+    groups = [parts[:cut], parts[cut:]]
+    return "\n".join(f"{name}. " + " ".join(group) for group in groups)
+
+
+def build_world(seed: int, train: int, dev: int, test: int, places: int,
+                style: str = "simple") -> tuple[list[Person], list[Person], list[Person]]:
     """People split into finetuning (train), dev and test, each with a biography."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if min(train, dev) < 1 or test < 0:
         raise ValueError("train and dev need at least one person, test cannot be negative")
     if places < 10:
@@ -96,6 +158,9 @@ def build_world(seed: int, train: int, dev: int, test: int, places: int) -> tupl
     births = balanced(train) + balanced(dev) + balanced(test)
     people = []
     for name, place in zip(names, births):
+        if style != "simple":
+            people.append(Person(name, place, varied_biography(rng, name, place, place_names, style == "scattered")))
+            continue
         template = rng.choice(TEMPLATES)
         year = rng.randint(1820, 1930)
         biography = template.format(
@@ -115,10 +180,11 @@ def question(person: Person) -> str:
     return f"Where was {person.name} born?"
 
 
-def write_world(out_dir: str | Path, seed: int, train: int, dev: int, test: int, places: int, overwrite: bool) -> dict:
-    train_people, dev_people, test_people = build_world(seed, train, dev, test, places)
+def write_world(out_dir: str | Path, seed: int, train: int, dev: int, test: int, places: int, overwrite: bool,
+                style: str = "simple") -> dict:
+    train_people, dev_people, test_people = build_world(seed, train, dev, test, places, style)
     people = train_people + dev_people + test_people
-    corpus = [p.biography for p in people] + place_documents(seed, sorted({p.place for p in people}))
+    corpus = [doc for p in people for doc in p.biography.split("\n")] + place_documents(seed, sorted({p.place for p in people}))
     random.Random(f"spangpt-synthetic-order:{seed}").shuffle(corpus)
     vocab = Vocabulary.from_text("\n".join(corpus))
     for p in people:  # every question and answer must be expressible in the corpus's vocabulary
@@ -143,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=int, default=250, help="people in the dev file")
     parser.add_argument("--test", type=int, default=250, help="people in the test inputs (questions only)")
     parser.add_argument("--places", type=int, default=40, help="distinct birth places")
+    parser.add_argument("--style", choices=STYLES, default="simple",
+                        help="simple: one shape, fact first; varied: real text's shapes and distractors; "
+                             "scattered: varied, over several documents per person")
     parser.add_argument("--force", action="store_true", help="replace out_dir if it exists")
     args = parser.parse_args(argv)
     try:
-        summary = write_world(args.out_dir, args.seed, args.train, args.dev, args.test, args.places, args.force)
+        summary = write_world(args.out_dir, args.seed, args.train, args.dev, args.test, args.places, args.force, args.style)
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -48,3 +48,8 @@ def plain(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def rate(value: float | None) -> str:
+    """Tokens per second, to three significant figures; a dash where none was logged."""
+    return "—" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -20,6 +20,7 @@ from experiments.grid import SETTING_PHASE, SETTINGS, cell_dir, phase_configs, v
 from launcher.run_record import RECORD_NAME, read_attempts
 
 ATTEMPT_KEYS = ("seconds", "device", "started")  # what the report reads of each attempt
+RATE_TAG = "train/tokens_per_second"
 
 
 class ReportError(ValueError):
@@ -42,7 +43,14 @@ class RunResult:
     config: dict
     attempts: list[dict]
     loss: list[tuple[int, float]]
+    rates: list[tuple[int, float]] = field(default_factory=list)  # train/tokens_per_second as logged
     accuracy: dict | None = None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """The median logged rate, the first window left out (it holds start-up); None if none was logged."""
+        values = [v for _, v in self.rates[1:]] or [v for _, v in self.rates]
+        return statistics.median(values) if values else None
 
     @property
     def seconds(self) -> float:
@@ -116,6 +124,11 @@ class Sweep:
 
 def read_loss(run_dir: Path) -> list[tuple[int, float]]:
     """train/loss from the run's TensorBoard event files; a step logged twice (a resumed run) keeps its last value."""
+    return read_scalars(run_dir)["train/loss"]
+
+
+def read_scalars(run_dir: Path, optional: tuple[str, ...] = ()) -> dict[str, list[tuple[int, float]]]:
+    """train/loss and each `optional` tag present, as sorted (step, value) lists, from the run's event files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = run_dir / "tensorboard"
@@ -125,8 +138,8 @@ def read_loss(run_dir: Path) -> list[tuple[int, float]]:
     accumulator.Reload()
     if "train/loss" not in accumulator.Tags()["scalars"]:
         raise ReportError(f"{events}: no train/loss scalars")
-    by_step = {event.step: event.value for event in accumulator.Scalars("train/loss")}
-    return sorted(by_step.items())
+    tags = ["train/loss", *(t for t in optional if t in accumulator.Tags()["scalars"])]
+    return {tag: sorted({event.step: event.value for event in accumulator.Scalars(tag)}.items()) for tag in tags}
 
 
 def read_run_attempts(run_dir: Path) -> list[dict]:
@@ -172,7 +185,8 @@ def read_run(run_dir: Path, phase_config: str, needs_accuracy: bool) -> RunResul
         raise ReportError(f"{config_path}: unreadable ({' '.join(str(exc).split())})") from None
     if not isinstance(config, dict):
         raise ReportError(f"{config_path}: not a run's resolved config (a mapping of keys to values)")
-    result = RunResult(run_dir, phase_config, config, attempts, read_loss(run_dir))
+    scalars = read_scalars(run_dir, optional=(RATE_TAG,))
+    result = RunResult(run_dir, phase_config, config, attempts, scalars["train/loss"], scalars.get(RATE_TAG, []))
     if needs_accuracy:
         result.accuracy = read_accuracy(run_dir, result.setting("eval.predictions") or "predictions.txt")
     return result

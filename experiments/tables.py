@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from experiments.baselines import Baselines
-from experiments.formats import duration, loss, mean_std, percent, signed, signed_span
+from experiments.formats import duration, loss, mean_std, percent, rate, signed, signed_span
 from experiments.grid import SETTING_TITLES
 from experiments.reference import SPEC_LONDON, SPEC_SCRATCH, reference_gain, spec_reference
 from experiments.runs import Sweep
@@ -44,10 +44,10 @@ def gain_table(sweep: Sweep) -> list[str]:
 
 def runs_table(sweep: Sweep) -> list[str]:
     """Device, wall time, steps, final loss, commit and date of every run."""
-    lines = ["Runs:", "", "| run | device | wall time | steps | final loss | commit | date |",
-             "|---|---|---:|---:|---:|---|---|"]
+    lines = ["Runs:", "", "| run | device | wall time | steps | tokens/s | final loss | commit | date |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for (variant, seed, phase_config), run in sweep.runs.items():
         restarts = f" ({len(run.attempts)} attempts)" if len(run.attempts) > 1 else ""
         lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | {duration(run.seconds)}{restarts} | "
-                     f"{run.loss[-1][0]} | {loss(run.final_loss)} | {run.commit} | {run.date} |")
+                     f"{run.loss[-1][0]} | {rate(run.tokens_per_second)} | {loss(run.final_loss)} | {run.commit} | {run.date} |")
     return lines + [""]

@@ -38,6 +38,12 @@ class DataConfig(Section):
     question_mix: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "pretraining only: the share of examples that are data.finetune's questions with their answers in the "
         "finetuning format instead of corrupted documents (a knowledge-storage recipe); 0: SPEC's recipe"))
+    objective: Literal["span_corruption", "text"] = Field("span_corruption", description=(
+        "pretraining only: what a document example teaches. span_corruption: SPEC's prefix⁇suffix⁇masked; "
+        "text: the document's first block_size characters as plain text, every character predicted"))
+    augment: Literal["none", "name_anchored"] = Field("none", description=(
+        "pretraining only, label-free: name_anchored shows each document as its title (the person's name) "
+        "followed by the paragraph from a random word, every sentence naming the person in full (data.augment)"))
     prefetch: Literal["auto"] | bool = Field(
         "auto", description="build micro-batches ahead on a thread, pinned (on/off); auto: on GPUs, off on CPUs where every core computes")
 

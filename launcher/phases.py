@@ -103,7 +103,8 @@ def pretraining_data(config: RunConfig, context: DistributedContext) -> Training
     questions = finetuning_examples(config, vocab) if config.data.question_mix > 0 else None
     micro, _ = batch_geometry(config.train, context.world_size)
     stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size,
-                                   config.seed, questions, config.data.question_mix)
+                                   config.seed, questions, config.data.question_mix, config.data.objective,
+                                   config.data.augment)
     return TrainingData(vocab, stream, len(corpus), len(corpus))
 
 

@@ -130,6 +130,12 @@ def test_report_tables_hold_the_runs_numbers(grid, world, tmp_path):
     assert table_row(markdown, f"| most common dev answer ({top}) |")[-2] == f"{100 * count / 16:.1f}"
     run_rows = [line for line in markdown.splitlines() if line.startswith("| vanilla seed") or line.startswith("| rope seed")]
     assert len(run_rows) == 12 and all("2 x CPU process" in row for row in run_rows)
+    from experiments.runs import read_scalars  # tokens/s: the median logged rate, start-up window left out
+
+    rates = [v for _, v in read_scalars(grid / "rope" / "seed1" / "pretrain", ("train/tokens_per_second",))
+             ["train/tokens_per_second"]]
+    row = table_row(markdown, "| rope seed 1 pretrain |")
+    assert row[4] == f"{statistics.median(rates[1:] or rates):,.0f}" and float(row[4].replace(",", "")) > 0
     for name in ("tiny-pretrain.png", "tiny-finetune.png"):
         png = (tmp_path / "docs" / "figures" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -86,3 +86,44 @@ def test_prepare_turns_the_world_into_shards_and_vocabulary(world, tmp_path):
     vocab = Vocabulary.load(tmp_path / "prepared" / "vocab.json")
     assert vocab == Vocabulary.from_text((world / "wiki.txt").read_text(encoding="utf-8"))
     assert len(list((tmp_path / "prepared").glob("shard-*.txt"))) >= 2
+
+
+@pytest.mark.parametrize("style", ["varied", "scattered"])
+def test_varied_worlds_state_the_fact_in_real_texts_shapes(style, tmp_path):
+    """Varied worlds keep the experiment's properties but not the easy shape: the birth place comes
+    before or after the name, other places distract, and (scattered) the fact may sit in any of a
+    person's documents."""
+    out = tmp_path / style
+    result = run_module("data.synthetic", str(out), "--style", style, "--seed", "3", "--train", "300", "--dev", "100",
+                        "--test", "20")
+    assert result.returncode == 0, result.stderr
+    documents = (out / "wiki.txt").read_text(encoding="utf-8").splitlines()
+    by_name: dict[str, list[str]] = {}
+    for doc in documents:
+        by_name.setdefault(doc.split(". ", 1)[0], []).append(doc)
+    place_first = fact_not_first = distracted = 0
+    places_named = {a.answer for a in read_questions(out / "birth_places_train.tsv", True)}
+    for name in ("birth_places_train.tsv", "birth_dev.tsv"):
+        for q in read_questions(out / name, True):
+            docs = by_name[person(q)]
+            with_fact = [d for d in docs if q.answer in d]
+            assert with_fact, q.text  # the fact is in the person's own documents
+            fact = with_fact[0]
+            sentence = next(s for s in fact.split(". ", 1)[1].split(" . ") if q.answer in s)
+            named_at = min(sentence.find(ref) % 1000 for ref in (person(q).split()[-1], "He ", "She "))
+            place_first += sentence.index(q.answer) < named_at  # "Born in X, Name ...", "X was the birthplace of"
+            fact_not_first += docs.index(fact) > 0
+            distracted += any(p in " ".join(docs) for p in places_named - {q.answer})  # another place named
+    people = 400
+    assert distracted > 0.6 * people
+    assert 0.2 * people < place_first < 0.8 * people
+    assert sum(len(d) > 1 for d in by_name.values()) > (0.5 * people if style == "scattered" else -1)
+    assert (fact_not_first > 0.2 * people) if style == "scattered" else fact_not_first == 0
+    answers = Counter(q.answer for q in read_questions(out / "birth_dev.tsv", True))
+    assert answers.most_common(1)[0][1] <= 0.10 * 100
+
+
+def test_unknown_style_is_one_line(tmp_path):
+    result = run_module("data.synthetic", str(tmp_path / "w"), "--style", "ornate")
+    assert result.returncode == 2 and "invalid choice: 'ornate'" in result.stderr
+    assert not (tmp_path / "w").exists()
