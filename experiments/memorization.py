@@ -37,6 +37,7 @@ from model import GPT
 from model.generate import generate
 
 PROG = "python -m experiments.memorization"
+MEMORIZATION_FILE = "memorization.json"  # in a pretraining run's directory, written by experiments.sweep
 QUESTION_PREFIX, QUESTION_SUFFIX = "Where was ", " born?"
 
 
@@ -146,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         print(result)
     print(f"{skipped} of {asked} questions skipped: no document titled with the person states the answer")
     if args.out:
-        payload = {"questions": str(args.questions), "asked": asked, "skipped": skipped,
-                   "recall": {r.form: {**asdict(r), "accuracy": r.accuracy} for r in results}}
-        write_text_atomically(args.out, json.dumps(payload, indent=1) + "\n")
+        write_measurement(args.out, args.questions, results, asked, skipped)
     return 0
+
+
+def write_measurement(path: Path, questions: Path, results: list[Recall], asked: int, skipped: int) -> None:
+    payload = {"questions": str(questions), "asked": asked, "skipped": skipped,
+               "recall": {r.form: {**asdict(r), "accuracy": r.accuracy} for r in results}}
+    write_text_atomically(path, json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from experiments.grid import SETTINGS
 from experiments.preface import check_preface, fill_preface
 from experiments.reference import differences_from_spec
 from experiments.runs import ReportError, Sweep, read_sweep
-from experiments.tables import accuracy_table, gain_table, runs_table
+from experiments.tables import accuracy_table, comparison_table, gain_table, runs_table
 from launcher.run_record import source_commit
 
 PROG = "python -m experiments.report"
@@ -104,6 +104,17 @@ def render(sweeps: list[Sweep], baselines: dict[str, Baselines], out: Path, figu
     ]
     if preface.strip():
         lines += [preface.strip(), ""]
+    compared = [sweep for sweep in sweeps if "pretrained" in sweep.settings]
+    if compared:
+        lines += ["## Comparison", "",
+                  "Each sweep's pretrained runs, one row per variant: what its pretraining does differently from the "
+                  "first row's (the recipe), accuracy (%) on the answers file it was scored on (a selection split's "
+                  "held-out training questions, or the dev file), mean ± std over seeds, the constant-answer "
+                  "baselines on the same file, how many of those people's birth places the pretrained model "
+                  "recalls from their own document (experiments.memorization), and the cost: pretraining wall "
+                  "time, its median tokens/s and final loss, and the wall time of pretraining + finetuning + "
+                  "evaluation per seed.", ""]
+        lines += comparison_table(compared, baselines)
     figures: dict[str, bytes] = {}
     for sweep in sweeps:
         section, sweep_figures = sweep_section(sweep, baselines[sweep.slug], figures_link)

@@ -17,6 +17,7 @@ import yaml
 
 from data.errors import DataError
 from experiments.grid import SETTING_PHASE, SETTINGS, cell_dir, phase_configs, variant_names
+from experiments.memorization import MEMORIZATION_FILE
 from launcher.run_record import RECORD_NAME, read_attempts
 
 ATTEMPT_KEYS = ("seconds", "device", "started")  # what the report reads of each attempt
@@ -45,6 +46,13 @@ class RunResult:
     loss: list[tuple[int, float]]
     rates: list[tuple[int, float]] = field(default_factory=list)  # train/tokens_per_second as logged
     accuracy: dict | None = None
+    memorization: dict | None = None  # a pretraining run's memorization.json (experiments.memorization)
+
+    def recall(self, form: str = "continue") -> float | None:
+        """Percent of dev facts the pretrained model recalled from its own document; None if not measured."""
+        if self.memorization is None:
+            return None
+        return 100 * self.memorization["recall"][form]["accuracy"]
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -116,6 +124,10 @@ class Sweep:
         """Mean accuracy after pretraining minus mean accuracy without it, in points."""
         pretrained, scratch = self.accuracies(variant, "pretrained"), self.accuracies(variant, "scratch")
         return statistics.mean(pretrained) - statistics.mean(scratch)
+
+    def pretrain_run(self) -> RunResult:
+        """The first pretraining run (seed order): its config is the sweep's pretraining recipe."""
+        return next(self.runs[(v, s, "pretrain")] for v in self.variants for s in self.seeds)
 
     def finetuned_run(self) -> RunResult:
         """Any run that answered the dev questions: they all read the same file."""
@@ -189,6 +201,13 @@ def read_run(run_dir: Path, phase_config: str, needs_accuracy: bool) -> RunResul
     result = RunResult(run_dir, phase_config, config, attempts, scalars["train/loss"], scalars.get(RATE_TAG, []))
     if needs_accuracy:
         result.accuracy = read_accuracy(run_dir, result.setting("eval.predictions") or "predictions.txt")
+    memorization = run_dir / MEMORIZATION_FILE
+    if memorization.is_file():
+        try:
+            result.memorization = json.loads(memorization.read_text(encoding="utf-8"))
+            float(result.memorization["recall"]["continue"]["accuracy"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReportError(f"{memorization}: unreadable ({exc})") from None
     return result
 
 

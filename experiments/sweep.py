@@ -11,7 +11,9 @@ birth_places_train.tsv, birth_dev.tsv). For each variant and seed it runs pretra
 the no-pretraining baseline into DIR/<variant>/seed<seed>/<phase>, each through torchrun (one
 process per GPU, or --procs CPU processes), with its output in DIR/logs/. Every config is validated
 before the first run starts. A run whose directory already holds a completed run of the same config
-is skipped, so an interrupted sweep continues where it stopped; a directory holding a different
+is skipped, so an interrupted sweep continues where it stopped; after each pretrained cell's
+finetune, what its pretraining stored is measured on the dev questions (experiments.memorization)
+into the pretrain run's memorization.json; a directory holding a different
 config, or a run.json that cannot be read, is refused. DIR/sweep.json records the grid and the
 command, for the report (python -m experiments.report). On a SLURM cluster, slurm/sweep.sh submits
 the same grid as chained jobs.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import launcher
 from data.atomic import write_text_atomically
+from data.errors import DataError
 from experiments.grid import (SETTINGS, Run, check_data, check_inputs, check_scale, plan_runs, state_of,
                               variant_names)
 from launcher.config import ConfigError
@@ -88,6 +91,26 @@ def write_manifest(out: Path, args: argparse.Namespace, argv: list[str], procs: 
     write_text_atomically(out / "sweep.json", json.dumps(manifest, indent=1) + "\n")
 
 
+def record_memorization(finetune: Run, runs: list[Run]) -> str:
+    """After a pretrained cell's finetune: what its pretraining stored, measured on the questions the
+    finetune answered (experiments.memorization), written to the pretrain run's memorization.json
+    for the report. Returns what to add to the run's line; empty when the questions carry no answers."""
+    from data.birthplaces import read_questions
+    from experiments.memorization import MEMORIZATION_FILE, measure, write_measurement
+
+    pretrain = next(r for r in runs if (r.variant, r.seed, r.phase_config) == (finetune.variant, finetune.seed, "pretrain"))
+    questions = finetune.config.eval.questions
+    if questions is None or read_questions(questions, require_answers=False)[0].answer is None:
+        return ""
+    try:
+        results, asked, skipped = measure(Path(finetune.config.init_from), Path(pretrain.config.data.corpus), Path(questions))
+    except DataError as exc:  # e.g. no dev person has a document stating the answer: nothing to measure
+        return f", memorization not measured ({exc})"
+    write_measurement(pretrain.run_dir / MEMORIZATION_FILE, questions, results, asked, skipped)
+    recalled = results[0]  # the continue form
+    return f", pretraining recalls {recalled.correct}/{recalled.total} birth places from their own documents"
+
+
 def run_all(runs: list[Run], out: Path, procs: int) -> int:
     """Each run in order, skipping completed ones; the first failure stops the sweep with its error line."""
     logs = out / "logs"
@@ -113,12 +136,13 @@ def run_all(runs: list[Run], out: Path, procs: int) -> int:
             print(f"error: {prefix} failed (exit {status}) after {elapsed}: {last_error_line(log)} (log: {log})",
                   file=sys.stderr, flush=True)
             return 1
+        stored = record_memorization(run, runs) if run.phase_config == "finetune" else ""
         result = ""
         accuracy = run.run_dir / "accuracy.json"
         if accuracy.is_file():
             score = json.loads(accuracy.read_text(encoding="utf-8"))
             result = f", dev {score['correct']}/{score['total']} = {100 * score['accuracy']:.1f}%"
-        print(f"{prefix}: {elapsed}{result}", flush=True)
+        print(f"{prefix}: {elapsed}{result}{stored}", flush=True)
     print(f"sweep complete: {len(runs)} runs under {out}; report: {REPORT_PROG} {out}", flush=True)
     return 0
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
+
 from experiments.baselines import Baselines
-from experiments.formats import duration, loss, mean_std, percent, rate, signed, signed_span
+from experiments.formats import duration, loss, mean_std, percent, plain, rate, signed, signed_span
 from experiments.grid import SETTING_TITLES
 from experiments.reference import SPEC_LONDON, SPEC_SCRATCH, reference_gain, spec_reference
-from experiments.runs import Sweep
+from experiments.runs import Sweep, lookup
 
 
 def accuracy_table(sweep: Sweep, baselines: Baselines) -> list[str]:
@@ -50,4 +52,55 @@ def runs_table(sweep: Sweep) -> list[str]:
         restarts = f" ({len(run.attempts)} attempts)" if len(run.attempts) > 1 else ""
         lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | {duration(run.seconds)}{restarts} | "
                      f"{run.loss[-1][0]} | {rate(run.tokens_per_second)} | {loss(run.final_loss)} | {run.commit} | {run.date} |")
+    return lines + [""]
+
+
+# Keys that say where a run's files are, not what it does: left out of a recipe's description.
+PLACE_KEYS = ("run_dir", "seed", "init_from", "data.corpus", "data.finetune", "eval.", "train.checkpoint_every",
+              "train.log_every", "train.resume", "distributed.")
+
+
+def recipe_keys(sweeps: list[Sweep]) -> list[str]:
+    """Pretraining config keys whose values differ between the sweeps (what the comparison varies)."""
+    from launcher.config import config_differences
+
+    configs = [sweep.pretrain_run().config for sweep in sweeps]
+    keys: list[str] = []
+    for other in configs[1:]:
+        for key in config_differences(configs[0], other):
+            if key not in keys and not key.startswith(PLACE_KEYS):
+                keys.append(key)
+    return keys
+
+
+def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> list[str]:
+    """One row per sweep with pretraining: its recipe, accuracy with and without pretraining, what
+    pretraining stored, and its cost (pretraining wall time and tokens/s; the pretrain -> finetune
+    -> evaluate pipeline's wall time per seed)."""
+    keys = recipe_keys(sweeps)
+    lines = ["| sweep | recipe | answers | seeds | pretrained | no pretraining | gain | London / most common | "
+             "recall from own text | pretrain wall time | tokens/s | final pretrain loss | pipeline wall time |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for sweep in sweeps:
+        pretrain = sweep.pretrain_run()
+        recipe = ", ".join(f"`{key}` {plain(lookup(pretrain.config, key))}" for key in keys) or "—"
+        constant = baselines[sweep.slug]
+        constants = f"{percent(100 * constant.london.accuracy)} / {percent(100 * constant.most_common.accuracy)}"
+        for variant in sweep.variants:
+            pre = sweep.accuracies(variant, "pretrained")
+            scratch = sweep.accuracies(variant, "scratch") if "scratch" in sweep.settings else []
+            runs = [sweep.runs[(variant, seed, "pretrain")] for seed in sweep.seeds]
+            finetunes = [sweep.runs[(variant, seed, "finetune")] for seed in sweep.seeds]
+            recalls = [r.recall() for r in runs]
+            recall = mean_std(recalls) if None not in recalls else "—"
+            rates = [r.tokens_per_second for r in runs]
+            lines.append(
+                f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {recipe} | "
+                f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "
+                f"{mean_std(scratch) if scratch else '—'} | "
+                f"{signed(sweep.gain(variant)) if scratch else '—'} | {constants} | {recall} | "
+                f"{duration(statistics.mean(r.seconds for r in runs))} | "
+                f"{rate(statistics.mean(rates)) if None not in rates else '—'} | "
+                f"{loss(statistics.mean(r.final_loss for r in runs))} | "
+                f"{duration(statistics.mean(p.seconds + f.seconds for p, f in zip(runs, finetunes)))} |")
     return lines + [""]

@@ -56,6 +56,9 @@ def test_sweep_runs_every_cell_into_its_directory(grid, world):
             for phase in ("finetune", "finetune_scratch"):
                 assert json.loads((cell / phase / "accuracy.json").read_text())["total"] == 16
                 assert len((cell / phase / "predictions.txt").read_text().splitlines()) == 16
+            # what pretraining stored, measured on the same dev people (every one has a biography in this world)
+            stored = json.loads((cell / "pretrain" / "memorization.json").read_text())
+            assert stored["asked"] == 16 and stored["recall"]["continue"]["total"] == 16 - stored["skipped"] > 8
     assert len(list((grid / "logs").glob("*.log"))) == 12
 
 
@@ -132,6 +135,13 @@ def test_report_tables_hold_the_runs_numbers(grid, world, tmp_path):
     assert len(run_rows) == 12 and all("2 x CPU process" in row for row in run_rows)
     from experiments.runs import read_scalars  # tokens/s: the median logged rate, start-up window left out
 
+    row = table_row(markdown, "| tiny grid (vanilla) |")  # the comparison: one row per sweep and variant
+    pretrained = [100 * json.loads((grid / "vanilla" / f"seed{s}" / "finetune" / "accuracy.json").read_text())["accuracy"]
+                  for s in (0, 1)]
+    recalls = [100 * json.loads((grid / "vanilla" / f"seed{s}" / "pretrain" / "memorization.json").read_text())
+               ["recall"]["continue"]["accuracy"] for s in (0, 1)]
+    assert row[3:5] == ["2", f"{statistics.mean(pretrained):.1f} ± {statistics.stdev(pretrained):.1f}"]
+    assert row[8] == f"{statistics.mean(recalls):.1f} ± {statistics.stdev(recalls):.1f}"
     rates = [v for _, v in read_scalars(grid / "rope" / "seed1" / "pretrain", ("train/tokens_per_second",))
              ["train/tokens_per_second"]]
     row = table_row(markdown, "| rope seed 1 pretrain |")
@@ -144,6 +154,25 @@ def test_report_tables_hold_the_runs_numbers(grid, world, tmp_path):
         assert f"](figures/{name})" in markdown
     copied = tmp_path / "results" / "tiny" / "rope-seed1-finetune-dev-predictions.txt"
     assert copied.read_text() == (grid / "rope" / "seed1" / "finetune" / "predictions.txt").read_text()
+
+
+def test_report_compares_sweeps_by_the_recipe_keys_that_differ(grid, world, tmp_path):
+    """A second sweep that pretrains with another recipe: the comparison names exactly the keys that
+    differ from the first sweep's pretraining, with this sweep's values."""
+    text = tmp_path / "text-mix"
+    result = run_experiment("sweep", "configs/demo", "--data", str(world), "--out", str(text), "--variants", "vanilla",
+                            "--seeds", "0", "--settings", "pretrained", "--procs", "1", "--label", "text mix",
+                            *TINY_SWEEP, "data.objective=text", "data.question_mix=0.5")
+    assert result.returncode == 0, result.stderr
+    assert "pretraining recalls" in result.stdout
+    out = tmp_path / "results.md"
+    result = report(str(grid), str(text), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = out.read_text()
+    row = table_row(markdown, "| text mix (vanilla) |")
+    assert row[1] == "`data.question_mix` 0.5, `data.objective` text"
+    assert row[3] == "1" and row[5] == row[6] == "—"  # one seed, no no-pretraining setting
+    assert table_row(markdown, "| tiny grid (vanilla) |")[1] == "`data.question_mix` 0, `data.objective` span_corruption"
 
 
 def test_report_reads_the_loss_curve_from_tensorboard(grid):
