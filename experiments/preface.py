@@ -23,6 +23,8 @@ NAME is one of (keys in [] are optional; without them every variant, setting, ph
     wall_time sweep=S [variant phase seed]                the runs' wall time, summed: 54 min 38 s
     wall_time_range sweep=S [variant phase seed]          shortest to longest run: 3 min 32 s–3 min 41 s
     london sweep=S                              answering "London" on the sweep's dev file, %: 5.0
+    recall sweep=S variant=V                    dev birth places the pretrained model recalls from their
+                                                own documents (experiments.memorization), %: 78.1
     reference variant=V setting=T               the published reference accuracy, %: 8.2 or 21.6–30.6
     config sweep=S phase=P key=K [variant]      a config value shared by those runs: 120
 
@@ -163,6 +165,17 @@ def render_london(context: Context, p: Placeholder) -> str:
     return percent(100 * context.baselines[context.one_sweep(p).slug].london.accuracy)
 
 
+def render_recall(context: Context, p: Placeholder) -> str:
+    sweep = context.one_sweep(p)
+    [variant] = choose(p, "variant", sweep.variants, holds([sweep]))
+    if "pretrained" not in sweep.settings:
+        raise PlaceholderError(f"sweep {sweep.slug} has no pretraining runs")
+    values = [sweep.runs[(variant, seed, "pretrain")].recall() for seed in sweep.seeds]
+    if None in values:
+        raise PlaceholderError(f"sweep {sweep.slug} has a pretraining run without memorization.json")
+    return mean_std(values)
+
+
 def render_reference(context: Context, p: Placeholder) -> str:
     [variant] = choose(p, "variant", variant_names(), "the variant registry holds")
     [setting] = choose(p, "setting", list(SETTINGS), "the settings are")
@@ -209,6 +222,7 @@ DIRECTIVES = {
     "wall_time": Directive(("sweep",), RANGE_KEYS, render_wall_time),
     "wall_time_range": Directive(("sweep",), RANGE_KEYS, render_wall_time_range),
     "london": Directive(("sweep",), (), render_london, ("sweep",)),
+    "recall": Directive(("sweep", "variant"), (), render_recall, ("sweep", "variant")),
     "reference": Directive(("variant", "setting"), (), render_reference, ("variant", "setting")),
     "config": Directive(("sweep", "phase", "key"), ("variant",), render_config, ("sweep", "phase", "key")),
 }

@@ -28,16 +28,20 @@ ACCURACY = {  # (variant, phase) -> dev accuracy in percent per seed
     ("rope", "finetune_scratch"): [3.0, 3.0, 6.0], ("rope", "finetune"): [17.0, 7.0, 12.0],
 }
 LOSS = {"pretrain": [0.5203, 0.5523, 0.4921], "finetune": [0.0183, 0.0682, 0.0204], "finetune_scratch": [0.2553, 0.2643, 0.2344]}
+RECALL = [70.0, 80.0, 75.0]  # what the synthetic sweep's pretraining stored, per seed (memorization.json)
 SECONDS = {"pretrain": [221, 290, 212], "finetune": [3, 30, 5], "finetune_scratch": [8, 8, 10]}
 
 
 def run(variant: str, seed: int, phase: str, scale: int) -> RunResult:
     config = {"model": {"variant": variant, "n_embd": 64}, "train": {"epochs": {"pretrain": 120.0}.get(phase, 10.0)}}
     accuracy = ACCURACY.get((variant, phase))
-    return RunResult(Path("runs") / variant / phase, phase, config,
-                     [{"seconds": SECONDS[phase][seed] * scale, "device": "cpu", "started": "2026-11-24T06:00:00"}],
-                     [(10, LOSS[phase][seed] * scale)],
-                     None if accuracy is None else {"accuracy": accuracy[seed] / 100, "correct": int(accuracy[seed]), "total": 100})
+    result = RunResult(Path("runs") / variant / phase, phase, config,
+                       [{"seconds": SECONDS[phase][seed] * scale, "device": "cpu", "started": "2026-11-24T06:00:00"}],
+                       [(10, LOSS[phase][seed] * scale)],
+                       accuracy=None if accuracy is None else {"accuracy": accuracy[seed] / 100, "correct": int(accuracy[seed]), "total": 100})
+    if phase == "pretrain" and scale == 1:
+        result.memorization = {"recall": {"continue": {"accuracy": RECALL[seed] / 100}}}
+    return result
 
 
 def make_sweep(slug: str, variants: list[str], scale: int = 1) -> Sweep:
@@ -71,6 +75,7 @@ def fill(text: str) -> str:
     ("{{wall_time sweep=synthetic,slow phase=pretrain}}", "48 min 12 s"),
     ("{{wall_time_range sweep=synthetic variant=vanilla phase=pretrain seed=0,2}}", "3 min 32 s–3 min 41 s"),
     ("{{london sweep=slow}}", "5.0"),
+    ("{{recall sweep=synthetic variant=vanilla}}", "75.0 ± 5.0"),
     ("{{reference variant=perceiver setting=pretrained}}", "8.2"),
     ("{{reference variant=vanilla setting=scratch}}", "0.6–2.0"),
     ("{{config sweep=synthetic phase=pretrain key=train.epochs}}", "120"),
@@ -102,6 +107,7 @@ def test_a_preface_keeps_its_prose_and_fills_several_placeholders_on_a_line():
     ("{{gain sweep=synthetic variant=rope,}}", "expected key=value[,value...], got 'variant=rope,'"),
     ("{{gain sweep=synthetic sweep=slow variant=rope}}", "sweep given twice"),
     ("{{reference variant=rope setting=pretrained}}", "the reports give no reference result for rope, pretrained"),
+    ("{{recall sweep=slow variant=rope}}", "sweep slow has a pretraining run without memorization.json"),
     ("{{config sweep=synthetic phase=pretrain key=model.variant}}", "model.variant differs between the selected runs (rope, vanilla)"),
     ("{{config sweep=synthetic phase=pretrain key=model.depth}}", "no config key 'model.depth' in those runs' config.yaml"),
 ])
@@ -113,7 +119,7 @@ def test_a_bad_placeholder_is_one_error_naming_file_line_and_placeholder(placeho
 
 @pytest.mark.parametrize("line, problem", [
     ("{{gians sweep=synthetic}}", "{{gians sweep=synthetic}}: unknown placeholder 'gians' (known: gain, gain_range, "
-                                   "accuracy, accuracy_range, final_loss_range, wall_time, wall_time_range, london, "
+                                   "accuracy, accuracy_range, final_loss_range, wall_time, wall_time_range, london, recall, "
                                    "reference, config)"),
     ("text {{london sweep=slow", "unclosed placeholder (a {{...}} opens and closes on one line)"),
     ("text }} and", "unclosed placeholder (a {{...}} opens and closes on one line)"),
@@ -125,10 +131,12 @@ def test_a_malformed_placeholder_fails_before_any_sweep_is_read(line, problem):
     assert str(error.value) == f"notes.md:2: {problem}"
 
 
-def test_the_committed_preface_parses_and_names_only_the_reports_sweeps():
-    preface = (ROOT / "docs" / "results-preface.md").read_text(encoding="utf-8")
-    check_preface(Path("docs/results-preface.md"), preface)
-    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("preface_name, results_name", [("results-preface.md", "results.md"),
+                                                       ("results-cpu-preface.md", "results-cpu.md")])
+def test_the_committed_preface_parses_and_names_only_the_reports_sweeps(preface_name, results_name):
+    preface = (ROOT / "docs" / preface_name).read_text(encoding="utf-8")
+    check_preface(Path("docs") / preface_name, preface)
+    results = (ROOT / "docs" / results_name).read_text(encoding="utf-8")
     sections = set(re.findall(r"\(sweep directory `[^`]*?([^/`]+)`", results))
     named = {name for names in re.findall(r"sweep=([\w,.-]+)", preface) for name in names.split(",")}
     assert named and named <= sections, named - sections
