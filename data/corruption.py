@@ -33,6 +33,11 @@ def masked_length(n: int, rng: random.Random) -> int:
     return min(1, max(n - 1, 0))  # documents of 1-3 characters: one masked character if possible
 
 
+def longest_truncation(block_size: int) -> int:
+    """SPEC: a document is truncated to at most 7/8 of a block, leaving room for the two ⁇ and the span."""
+    return int(block_size * 7 / 8)
+
+
 def corrupt_document(document: str, block_size: int, rng: random.Random) -> tuple[str, int]:
     """The padded training string (block_size characters) and the truncated length.
 
@@ -40,7 +45,7 @@ def corrupt_document(document: str, block_size: int, rng: random.Random) -> tupl
     2. prefix + masked + suffix with len(masked) from `masked_length`, placed uniformly;
     3. prefix ⁇ suffix ⁇ masked, padded with □.
     """
-    max_len = int(block_size * 7 / 8)
+    max_len = longest_truncation(block_size)
     truncated = document[: rng.randint(4, max_len)]
     n = len(truncated)
     span = masked_length(n, rng)

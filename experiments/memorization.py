@@ -30,6 +30,7 @@ import torch
 from data.atomic import write_text_atomically
 from data.birthplaces import Question, read_questions
 from data.corpus import DocumentCorpus
+from data.corruption import longest_truncation
 from data.errors import DataError
 from data.vocab import MASK, Vocabulary
 from launcher.export import read_export
@@ -98,7 +99,7 @@ def probes_for(questions: list[Question], titled: dict[str, list[str]], vocab: V
 def prompts(probes: list[Probe], form: str, block_size: int) -> list[str]:
     if form == "continue":
         return [p.document[: p.start] for p in probes]
-    shown = int(block_size * 7 / 8)  # the longest truncation span corruption makes
+    shown = longest_truncation(block_size)
     return [p.document[: p.start] + MASK + p.document[p.start + len(p.answer): shown] + MASK for p in probes]
 
 
