@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import io
 import logging
 import os
@@ -138,5 +139,15 @@ def barrier() -> None:
 
 
 def stop() -> None:
-    if torch.distributed.is_initialized():
+    """Leave the process group through DeepSpeed when it joined one: DeepSpeed keeps its own clone
+    of the world group, and torch's destroy_process_group alone leaves that clone to die during
+    interpreter teardown, where gloo's destructor can abort the process (SIGABRT after all work)."""
+    if not torch.distributed.is_initialized():
+        return
+    import deepspeed.comm
+
+    if deepspeed.comm.is_initialized():
+        deepspeed.comm.destroy_process_group()  # also drops deepspeed.utils.groups' references
+    else:
         torch.distributed.destroy_process_group()
+    gc.collect()  # anything else still holding a group lets go while the interpreter is whole

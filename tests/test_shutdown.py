@@ -1,0 +1,26 @@
+"""Leaving the process group lets go of every group DeepSpeed made, while the interpreter is whole.
+
+A group that outlives launcher.distributed.stop is destroyed during interpreter teardown, where
+gloo's destructor can abort a rank that finished all its work (CI saw SIGABRT at exit once).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from launch import ROOT, check, worker_env
+from launcher.distributed import free_port
+
+
+def test_stop_releases_deepspeeds_process_groups():
+    result = check(subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         str(ROOT / "tests" / "shutdown_worker.py")],
+        cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=300))
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted(report["rank"] for report in reports) == [0, 1]
+    for report in reports:
+        assert "_WORLD_GROUP" in report["before"]  # the engine made DeepSpeed clone the world group
+        assert report["after"] == [], report
