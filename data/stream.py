@@ -166,7 +166,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         rng = example_rng(self.seed, epoch, document)
         source = self.corpus.document(document)
         if self.augment == "name_anchored":
-            source = name_anchored_variant(source, rng)
+            source = name_anchored_variant(source, rng, possessives="'" in self.vocab)
         if self.objective == "text":
             return text_example(source, self.block_size, self.vocab)
         text, _ = corrupt_document(source, self.block_size, rng)

@@ -63,10 +63,25 @@ def test_name_anchored_variants_put_the_name_before_every_part_of_the_paragraph(
     assert name_anchored_variant("no title here", rng) == "no title here"
 
 
+def test_a_variant_uses_only_characters_its_corpus_has(tmp_path):
+    """A corpus without an apostrophe keeps "His"/"Her", and a name that begins like a pronoun stays whole."""
+    assert stand_alone("Her Sou was born in Oslo", "Her Sou") == "Her Sou was born in Oslo"
+    assert stand_alone("He Xu moved to Rome", "He Xu") == "He Xu moved to Rome"
+    assert stand_alone("Her works are held", "Ann Lee", possessives=False) == "Her works are held"
+    text = "Her Sou. Her Sou was born in Oslo . Her works are held in Rome .\nAnn Lee. She was born in Oslo . His son moved to Rome .\n"
+    (tmp_path / "wiki.txt").write_text(text, encoding="utf-8")
+    corpus, vocab = open_corpus(tmp_path / "wiki.txt")
+    assert "'" not in vocab
+    s = ShardedDocumentStream(corpus, vocab, BLOCK, 2, seed=3, objective="text", augment="name_anchored")
+    shown = [x for _ in range(50) for x, _ in examples(s, 1)]  # 50 epochs encode: nothing outside the vocabulary
+    assert any(x.startswith("Ann Lee. Ann Lee was born in Oslo") for x in shown)
+    assert not any("Sou Sou" in x or "Her Sou's" in x for x in shown)
+
+
 def test_augmentation_reads_no_question_or_answer_file():
     source = inspect.getsource(data.augment)
     assert "open(" not in source and "read_text" not in source and "birthplaces" not in source
-    assert list(inspect.signature(name_anchored_variant).parameters) == ["document", "rng", "whole"]
+    assert list(inspect.signature(name_anchored_variant).parameters) == ["document", "rng", "whole", "possessives"]
 
 
 @pytest.mark.parametrize("objective,augment", [("text", "name_anchored"), ("span_corruption", "name_anchored")])
