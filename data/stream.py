@@ -152,6 +152,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         self.question_mix = question_mix
         self.objective = objective
         self.augment = augment
+        self.possessives = "'" in vocab  # a variant may write "Name's" only if the corpus has the apostrophe
         super().__init__(len(self.corpus), self.corrupted_example, micro_batch_size, rank, world_size, seed)
 
     @property
@@ -166,7 +167,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         rng = example_rng(self.seed, epoch, document)
         source = self.corpus.document(document)
         if self.augment == "name_anchored":
-            source = name_anchored_variant(source, rng, possessives="'" in self.vocab)
+            source = name_anchored_variant(source, rng, possessives=self.possessives)
         if self.objective == "text":
             return text_example(source, self.block_size, self.vocab)
         text, _ = corrupt_document(source, self.block_size, rng)
