@@ -6,8 +6,8 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 DEEPSPEED := $(VENV)/bin/deepspeed
-# The demo: 2 CPU processes through the deepspeed launcher (on a GPU node, one per GPU).
-DEMO_PROCS ?= 2
+# The demo through the deepspeed launcher: one process per visible GPU, or 2 CPU processes.
+DEMO_PROCS ?= $(shell $(PY) -c "from launcher.distributed import processes_per_node; print(processes_per_node())")
 DEMO_WORLD := worlds/demo
 
 .PHONY: setup demo test bench clean

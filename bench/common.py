@@ -67,10 +67,17 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def importable_path() -> str:
+    """PYTHONPATH with the repository first and the caller's entries kept (a GPU machine's own
+    site-packages may live there)."""
+    return os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
 def child_env(threads: int) -> dict[str, str]:
-    """A clean environment for a benchmark process: its own thread count, no inherited rank."""
+    """A clean environment for a benchmark process: its own thread count, no inherited rank, and no
+    GPU: these benchmarks measure CPU processes (bench/gpu.sh measures a GPU)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.update(OMP_NUM_THREADS=str(threads), PYTHONPATH=importable_path(), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
     return env
 
 

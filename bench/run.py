@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -21,16 +19,17 @@ import torch
 
 from bench import evaluation, loader, training
 from launcher.distributed import free_port
-from bench.common import ROOT, DataSet, Row, cores, data_set, last_json_line, print_table, run_checked, scratch_directory
+from launcher.run_record import cpu_model, source_commit
+from bench.common import DataSet, Row, cores, data_set, last_json_line, print_table, run_checked, scratch_directory
 
 BENCHMARKS = ("training", "scaling", "evaluation", "memory", "data")
 MB = 1e6
 
 
 def machine_line(data: DataSet) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {cores()} cores ({platform.processor() or platform.machine()})"
-    return (f"{datetime.date.today()}  commit {commit or '?'}  {device}  torch {torch.__version__}  "
+    """Every benchmark here runs on CPUs, also on a GPU machine (bench/common.child_env hides GPUs)."""
+    device = f"CPU, {cores()} cores ({cpu_model()})"
+    return (f"{datetime.date.today()}  commit {source_commit() or '?'}  {device}  torch {torch.__version__}  "
             f"deepspeed {version('deepspeed')}  data: {data.kind} ({data.directory})")
 
 
@@ -85,22 +84,22 @@ def evaluation_rows(data: DataSet, export: Path | None, limit: int | None, resul
 
 
 def memory_rows(results: dict) -> list[Row]:
+    """Per-rank state at ZeRO 1-3 against ZeRO 0. Every precision keeps fp32 weights, gradients and
+    optimizer state (launcher/precision.py), so one precision measures them all."""
     rows = []
-    for precision in ("fp32", "bf16"):
-        measured = {}
-        for stage in range(4):
-            command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                       "--master_port", str(free_port()), "-m", "bench.zero_memory",
-                       str(stage), precision]
-            measured[stage] = last_json_line(run_checked(command, threads=1))["bytes"]
-        results[f"memory_{precision}"] = measured
-        total0 = sum(measured[0].values())
-        for stage in range(1, 4):
-            b = measured[stage]
-            parts = f"P {b['parameters'] / MB:.1f} + G {b['gradients'] / MB:.1f} + O {b['optimizer state'] / MB:.1f}"
-            rows.append(Row(f"memory per rank (of 2), ZeRO {stage} vs 0, {precision} (MB)",
-                            f"{parts} = {sum(b.values()) / MB:.1f}", f"{total0 / MB:.1f}",
-                            sum(b.values()) / total0, 0.55 if stage == 3 else None, at_most=True))
+    measured = {}
+    for stage in range(4):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", str(free_port()), "-m", "bench.zero_memory", str(stage)]
+        measured[stage] = last_json_line(run_checked(command, threads=1))["bytes"]
+    results["memory"] = measured
+    total0 = sum(measured[0].values())
+    for stage in range(1, 4):
+        b = measured[stage]
+        parts = f"P {b['parameters'] / MB:.1f} + G {b['gradients'] / MB:.1f} + O {b['optimizer state'] / MB:.1f}"
+        rows.append(Row(f"memory per rank (of 2), ZeRO {stage} vs 0 (MB)",
+                        f"{parts} = {sum(b.values()) / MB:.1f}", f"{total0 / MB:.1f}",
+                        sum(b.values()) / total0, 0.55 if stage == 3 else None, at_most=True))
     return rows
 
 

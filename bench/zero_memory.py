@@ -1,12 +1,14 @@
 """Benchmark 4: bytes of parameters, gradients and optimizer state per rank at ZeRO stages 0-3.
 
 Read from the engine, not estimated: `python -m torch.distributed.run --nproc_per_node 2
--m bench.zero_memory STAGE PRECISION` builds spangpt's engine (launcher.engine.build_engine) for
+-m bench.zero_memory STAGE` builds spangpt's engine (launcher.engine.build_engine) for
 SPEC's model, runs one optimizer step of two accumulated micro-batches, then the forward and
 backward of the next micro-batch, and stops there: every kind of state now exists, and gradients
 are held between micro-batches as each stage holds them. It then walks the tensors the engine
 owns (module parameters and their gradients, ZeRO partitions, the optimizer's state), counts each
-underlying storage once, and prints the largest rank's bytes per kind as a JSON line.
+underlying storage once, and prints the largest rank's bytes per kind as a JSON line. Every
+precision keeps fp32 weights, gradients and optimizer state (launcher/precision.py), so the stage
+alone decides the bytes.
 """
 
 from __future__ import annotations
@@ -80,13 +82,13 @@ def census(engine) -> Counter[str]:
     return result.bytes
 
 
-def measure(stage: int, precision: str, context, device: torch.device) -> Counter[str]:
+def measure(stage: int, context, device: torch.device) -> Counter[str]:
     """Build, train to the measuring point, count. The engine dies with this frame, before the
     process group does (the other order aborts the process at exit)."""
     torch.manual_seed(0)
     model = GPT(spec_model_config(256))
     train = spec_run_config(f"train.global_batch_size={2 * context.world_size}", "train.micro_batch_size=1",
-                            f"train.zero_stage={stage}", f"train.precision={precision}").train
+                            f"train.zero_stage={stage}").train
     engine = build_engine(model, train, context, device)
     generator = torch.Generator().manual_seed(context.rank)
     for micro_batch in range(3):  # one optimizer step (2 micro-batches), then the first micro-batch of the next
@@ -98,20 +100,20 @@ def measure(stage: int, precision: str, context, device: torch.device) -> Counte
     return census(engine)
 
 
-def main(stage: int, precision: str) -> None:
+def main(stage: int) -> None:
     context = detect_context()
     prepare_environment(context)
     device = start(context, "auto", 5)
-    counts = measure(stage, precision, context, device)
+    counts = measure(stage, context, device)
     gc.collect()  # DeepSpeed's engine sits in reference cycles: free it now, not at interpreter exit
     gathered: list = [None] * context.world_size
     torch.distributed.all_gather_object(gathered, dict(counts))
     if context.is_main:
         worst = {kind: max(c.get(kind, 0) for c in gathered) for kind in KINDS}
-        print(json.dumps({"stage": stage, "precision": precision, "ranks": context.world_size, "bytes": worst}))
+        print(json.dumps({"stage": stage, "ranks": context.world_size, "bytes": worst}))
     barrier()  # leave together: a rank tearing down gloo while its peer still talks aborts at exit
     stop()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]))

@@ -37,6 +37,7 @@ from data.errors import DataError
 from experiments.grid import (SETTINGS, Run, check_data, check_inputs, check_scale, plan_runs, state_of,
                               variant_names)
 from launcher.config import ConfigError
+from launcher.distributed import processes_per_node
 from launcher.run_record import source_commit
 
 PROG = "python -m experiments.sweep"
@@ -58,13 +59,6 @@ def last_error_line(log: Path) -> str:
         if line.startswith("error:"):
             return line.removeprefix("error: ")
     return next((line for line in reversed(lines) if line.strip()), "no output")
-
-
-def default_procs() -> int:
-    """One process per GPU; on CPUs two (each takes half of the cores), as `make demo` runs."""
-    import torch
-
-    return torch.cuda.device_count() or 2
 
 
 def format_seconds(seconds: float) -> str:
@@ -192,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    procs = args.procs or default_procs()
+    procs = args.procs or processes_per_node()
     if args.dry_run:
         for run in runs:
             print(shlex.join(launch_command(run, procs)))

@@ -91,7 +91,8 @@ class TrainConfig(Section):
     warmup_tokens: int = Field(ge=0)
     final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
     zero_stage: Literal[0, 1, 2, 3] = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 (autocast over fp32 weights): launcher/precision.py")
     compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
     log_every: int = Field(10, ge=1)
@@ -108,7 +109,9 @@ class EvalConfig(Section):
 
 
 class DistributedSection(Section):
-    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="auto: one GPU per process where GPUs are visible, else CPUs; cpu: CPUs even beside GPUs")
+    backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl on GPUs, gloo on CPUs")
     timeout_minutes: float = Field(10, gt=0, description="collective timeout: a dead peer ends the job after this")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from launcher.config import ConfigError
 from slurm import job as slurm_job
 
 
@@ -73,10 +74,12 @@ def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
     return context
 
 
-def prepare_environment(context: DistributedContext) -> None:
+def prepare_environment(context: DistributedContext, device: str = "auto") -> None:
     """Quiet DeepSpeed's start-up and per-step chatter and torch.distributed's deprecation noise;
-    keep DeepSpeed's JIT-built ops in the environment, so only the first run ever builds them."""
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    keep DeepSpeed's JIT-built ops in the environment, so only the first run ever builds them.
+    DeepSpeed picks its accelerator once, at import: the one `device` (distributed.device) trains on."""
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if on_cuda else "cpu")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
     warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
@@ -94,31 +97,68 @@ def rank_zero_stdout(context: DistributedContext) -> Iterator[None]:
             yield
 
 
-def device_for(context: DistributedContext) -> torch.device:
-    if torch.cuda.is_available():
-        torch.cuda.set_device(context.local_rank)
-        return torch.device("cuda", context.local_rank)
-    return torch.device("cpu")
+def visible_gpus() -> int:
+    """CUDA devices this process may use (CUDA_VISIBLE_DEVICES applied)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def share_cpu_threads(context: DistributedContext) -> None:
+def processes_per_node() -> int:
+    """What to launch on this node by default: one process per visible GPU, or 2 on CPUs (each
+    takes half of the cores; two one-thread ranks outrun one two-thread rank, docs/bench.md)."""
+    return visible_gpus() or 2
+
+
+def choose_device(requested: str, context: DistributedContext, gpus: int) -> torch.device:
+    """distributed.device for this rank: one process per GPU, CPUs when asked or when no GPU is visible.
+
+    More processes on a node than visible GPUs is refused (two ranks on one GPU would share its
+    memory and contend for it, and NCCL refuses two ranks on one device) with what to do instead.
+    """
+    if requested == "cpu" or (requested == "auto" and gpus == 0):
+        return torch.device("cpu")
+    if gpus == 0:
+        raise ConfigError("distributed.device: cuda, but no CUDA device is visible "
+                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                          "set distributed.device=cpu to train on CPUs")
+    if context.local_world_size > gpus:
+        plural = "s" if gpus > 1 else ""
+        raise ConfigError(
+            f"distributed.device: {context.local_world_size} processes on this node but {gpus} GPU{plural} visible: "
+            f"launch one process per GPU (torchrun --nproc_per_node {gpus}, deepspeed --num_gpus {gpus}), "
+            f"or set distributed.device=cpu to run the {context.local_world_size} processes on CPUs (gloo)")
+    return torch.device("cuda", context.local_rank)
+
+
+def choose_backend(requested: str, device: torch.device) -> str:
+    """NCCL between GPUs, gloo between CPU processes; an explicit choice must suit the device."""
+    if requested == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if requested == "nccl" and device.type != "cuda":
+        raise ConfigError("distributed.backend: nccl needs GPUs, but this run trains on CPUs; use gloo or auto")
+    return requested
+
+
+def share_cpu_threads(context: DistributedContext, device: torch.device) -> None:
     """Split this node's cores between its ranks unless the user set OMP_NUM_THREADS."""
-    if torch.cuda.is_available() or "OMP_NUM_THREADS" in os.environ:
+    if device.type == "cuda" or "OMP_NUM_THREADS" in os.environ:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // context.local_world_size))
 
 
-def start(context: DistributedContext, backend: str, timeout_minutes: float) -> torch.device:
-    """Join the process group (every world size, so collectives work the same at 1 rank)."""
+def start(context: DistributedContext, backend: str, timeout_minutes: float, device: str = "auto") -> torch.device:
+    """Join the process group (every world size, so collectives work the same at 1 rank) on the
+    device `device` (distributed.device) resolves to; a mismatch is a ConfigError before any join."""
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
     ds_logger.setLevel(logging.ERROR)
-    if backend == "auto":
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    share_cpu_threads(context)
-    device = device_for(context)
+    chosen = choose_device(device, context, visible_gpus())
+    backend = choose_backend(backend, chosen)
+    share_cpu_threads(context, chosen)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    device = chosen
     timeout = datetime.timedelta(minutes=timeout_minutes)
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and restart != "0":

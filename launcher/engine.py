@@ -1,4 +1,4 @@
-"""Build the DeepSpeed engine: batch geometry, ZeRO stage, precision, AdamW groups, clipping."""
+"""Build the DeepSpeed engine: batch geometry, ZeRO stage, AdamW groups, clipping (fp32 weights in every precision)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ def deepspeed_config(train: TrainConfig, world_size: int, load_universal: bool =
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": train.grad_clip,
         "zero_optimization": zero_optimization(train.zero_stage),
-        "bf16": {"enabled": train.precision == "bf16"},
-        "fp16": {"enabled": train.precision == "fp16"},
         "steps_per_print": 2**31 - 1,  # no per-step lines; we log our own metrics
         "wall_clock_breakdown": False,
         "checkpoint": {"load_universal": load_universal},
@@ -67,7 +65,7 @@ def build_engine(model: GPT, train: TrainConfig, context: DistributedContext, de
             config=deepspeed_config(train, context.world_size, load_universal),
             dist_init_required=False,
         )
-    if train.zero_stage == 3 and train.precision == "fp32":
+    if train.zero_stage == 3:  # every precision keeps fp32 weights (launcher/precision.py)
         share_fp32_master_partitions(engine.optimizer)
     if train.compile:
         engine.compile()  # compiles the module in place: parameter names (checkpoints, exports) stay the same
@@ -92,8 +90,9 @@ def share_fp32_master_partitions(optimizer) -> None:
 
 
 def engine_reports_grad_norm(train: TrainConfig) -> bool:
-    """ZeRO-0 in fp32 clips with torch's clip_grad_norm_ and drops the norm; the others keep it."""
-    return not (train.zero_stage == 0 and train.precision == "fp32")
+    """ZeRO-0 (fp32 weights in every precision) clips with torch's clip_grad_norm_ and drops the norm;
+    the ZeRO optimizers keep it."""
+    return train.zero_stage != 0
 
 
 def gradient_norm(module: torch.nn.Module) -> float:

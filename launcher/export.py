@@ -36,10 +36,11 @@ class Export:
     pretraining_documents: int
 
 
-def consolidated_fp32(engine, checkpoint: CheckpointInfo, precision: str) -> dict[str, torch.Tensor]:
-    """Full fp32 weights on rank 0. ZeRO 1-3 (and 16-bit ZeRO-0) keep fp32 masters in the optimizer
-    shards, which zero_to_fp32 gathers from the checkpoint; fp32 ZeRO-0 holds them in the module."""
-    if checkpoint.zero_stage == 0 and precision == "fp32":
+def consolidated_fp32(engine, checkpoint: CheckpointInfo) -> dict[str, torch.Tensor]:
+    """Full fp32 weights on rank 0. ZeRO 1-3 keep fp32 masters in the optimizer shards, which
+    zero_to_fp32 gathers from the checkpoint; ZeRO-0 holds them in the module (every precision keeps
+    fp32 weights: launcher/precision.py)."""
+    if checkpoint.zero_stage == 0:
         return {k: v.detach().float().cpu() for k, v in engine.module.state_dict().items()}
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 

@@ -27,6 +27,7 @@ from launcher.distributed import DistributedContext, barrier
 from launcher.engine import batch_geometry
 from launcher.export import Export, consolidated_fp32, read_export, write_export
 from launcher.metrics import RunLogger, print_main
+from launcher.precision import set_matmul_precision
 from launcher.resume import find_resume_point, resume_record
 from launcher.schedule import default_final_tokens
 from model import GPT
@@ -151,7 +152,7 @@ def train_phase(config: RunConfig, context: DistributedContext, device: torch.de
     if not finished:
         return False
     export_dir = Path(config.run_dir) / "export"
-    state_dict = consolidated_fp32(engine, final, config.train.precision) if context.is_main else None
+    state_dict = consolidated_fp32(engine, final) if context.is_main else None
     if context.is_main:  # rank 0 exports consolidated fp32 weights beside vocab.json and model.json
         write_export(export_dir, state_dict, shape, data.vocab, data.pretraining_documents)
         print_main(context, f"{config.phase}: step {final.step}; exported {export_dir}")
@@ -182,6 +183,7 @@ def run_evaluation(config: RunConfig, context: DistributedContext, device: torch
     model = GPT(export.model_config)
     model.load_state_dict(export.state_dict)
     model.to(device)
+    set_matmul_precision("fp32", device)  # predictions from exact fp32 products, whatever the training precision
     predictions = evaluate.predict(model, export.vocab, questions, context, config.eval.batch_size, config.eval.max_new_tokens)
     if context.is_main:
         run_dir = Path(config.run_dir)

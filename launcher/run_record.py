@@ -48,7 +48,10 @@ def describe_device(context: DistributedContext, device: torch.device) -> str:
 
 
 def source_commit() -> str | None:
-    """The checkout's commit (with -dirty when it has uncommitted changes), or None outside git."""
+    """The checkout's commit (with -dirty when it has uncommitted changes), or None outside git.
+    SPANGPT_COMMIT names it where the code travelled without its git directory (bench/gpu.sh)."""
+    if os.environ.get("SPANGPT_COMMIT"):
+        return os.environ["SPANGPT_COMMIT"]
     try:
         result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
                                 text=True, timeout=10, cwd=Path(__file__).resolve().parents[1])

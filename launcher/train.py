@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         else:  # rank 0 reads the same config and fails the same way: let it print before torchrun stops the group
             time.sleep(CONFIG_ERROR_GRACE_SECONDS)
         return 2
-    distributed.prepare_environment(context)
+    distributed.prepare_environment(context, config.distributed.device)
     from launcher.phases import PHASES  # imports DeepSpeed, after the environment is set
 
     try:
-        device = distributed.start(context, config.distributed.backend, config.distributed.timeout_minutes)
+        device = distributed.start(context, config.distributed.backend, config.distributed.timeout_minutes,
+                                   config.distributed.device)
         completed = PHASES[config.phase](config, context, device)
         clock.record(Path(config.run_dir), config.phase, completed, context, device)
     except (ConfigError, DataError) as exc:

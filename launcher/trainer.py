@@ -24,6 +24,7 @@ from launcher.config import TrainConfig
 from launcher.distributed import DistributedContext
 from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
 from launcher.metrics import RunLogger, print_main
+from launcher import precision as precision_mode
 from launcher.preemption import StopRequest
 from launcher.schedule import lr_multiplier
 from model import GPT
@@ -96,6 +97,7 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
     train_cfg = run.train
     directory = run.run_dir / "checkpoints"
     load_universal = resume is not None and checkpoint.needs_universal(resume, context.world_size)
+    precision_mode.set_matmul_precision(train_cfg.precision, device)
     engine = build_engine(model, train_cfg, context, device, load_universal)
     step = tokens = 0
     if resume is not None:
@@ -106,7 +108,7 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
     accumulation = engine.gradient_accumulation_steps()
     print_main(context, (
         f"{run.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
-        f"{train_cfg.precision}, global batch {train_cfg.global_batch_size} = {context.world_size} ranks x "
+        f"{precision_mode.describe(train_cfg.precision, device)}, global batch {train_cfg.global_batch_size} = {context.world_size} ranks x "
         f"{stream.micro_batch_size} x {accumulation} accumulation, steps {step} -> {schedule.total_steps}"
         + (f" (resumed from {resume.tag})" if resume is not None else "")
     ))
@@ -123,7 +125,7 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
                 set_learning_rate(engine, lr)
                 logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
                 measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
-                loss, grad_norm = optimizer_step(engine, loader, run.seed, device, measure_norm)
+                loss, grad_norm = optimizer_step(engine, loader, run.seed, device, train_cfg.precision, measure_norm)
                 step += 1
                 tokens += schedule.tokens_per_step
                 window.tokens += schedule.tokens_per_step
@@ -175,13 +177,14 @@ def log_step(logger: RunLogger, engine, context: DistributedContext, step: int, 
     })
 
 
-def optimizer_step(engine, loader: Loader, seed: int, device: torch.device,
+def optimizer_step(engine, loader: Loader, seed: int, device: torch.device, precision: str,
                    measure_grad_norm: bool) -> tuple[torch.Tensor, float | None]:
     """One optimizer step over this rank's accumulation micro-batches: (mean loss, grad norm or None).
 
     Each micro-batch's dropout is seeded by its global stream position. DeepSpeed averages the
     gradients and steps the optimizer on the last micro-batch; the norm, where the engine does not
-    report it, is read after that backward (averaged, not yet clipped).
+    report it, is read after that backward (averaged, not yet clipped). Only the forward runs under
+    the precision's autocast, as torch.autocast asks: backward follows the forward's dtypes.
     """
     accumulation = engine.gradient_accumulation_steps()
     loss_sum = torch.zeros((), device=device)
@@ -190,7 +193,8 @@ def optimizer_step(engine, loader: Loader, seed: int, device: torch.device,
         position, x, y = loader.next_micro_batch()
         torch.manual_seed(micro_batch_seed(seed, position))
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        _, loss = engine(x, y)
+        with precision_mode.autocast(precision, device):
+            _, loss = engine(x, y)
         engine.backward(loss)
         if measure_grad_norm and micro_step == accumulation - 1:
             grad_norm = gradient_norm(engine.module)

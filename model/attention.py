@@ -92,7 +92,7 @@ class SynthesizerAttention(nn.Module):
         hidden = split_heads(F.relu(self.w1(x)), self.n_head)  # (B, H, T, d)
         scores = hidden @ self.w2[:, :T] + self.b2[:T]  # (B, H, T, T)
         scores = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
-        weights = self.attn_drop(F.softmax(scores, dim=-1))
+        weights = self.attn_drop(F.softmax(scores.float(), dim=-1))  # fp32 even under bf16 autocast
         y = weights @ split_heads(self.value(x), self.n_head)
         return self.resid_drop(self.proj(merge_heads(y)))
 

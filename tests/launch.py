@@ -31,9 +31,11 @@ def launch(configs: list[str], overrides: list[str], nproc: int = 1, launcher: s
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test process's environment without inherited ranks, one thread per process, the repository importable."""
+    """The test process's environment without inherited ranks, one thread per process, the repository
+    importable, and no GPU: the suite's 2-rank runs are CPU processes on gloo on every machine."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, **(extra or {}))
+    path = os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""}, **(extra or {}))
     return env
 
 

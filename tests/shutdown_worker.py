@@ -20,7 +20,7 @@ def held_groups() -> list[str]:
 if __name__ == "__main__":
     context = detect_context()
     prepare_environment(context)
-    measure(0, "fp32", context, start(context, "auto", 5))
+    measure(0, context, start(context, "auto", 5))
     before = held_groups()
     stop()
     print(json.dumps({"rank": context.rank, "before": before, "after": held_groups()}), flush=True)

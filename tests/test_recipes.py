@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import random
 
-import numpy as np
 import pytest
 
 import data.augment

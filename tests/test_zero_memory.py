@@ -19,7 +19,7 @@ from launcher.distributed import free_port
 def measured_bytes(stage: int) -> dict[str, int]:
     result = check(subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "bench.zero_memory", str(stage), "fp32"],
+         "-m", "bench.zero_memory", str(stage)],
         cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=300))
     line = [line for line in result.stdout.splitlines() if line.startswith("{")][-1]
     return json.loads(line)["bytes"]
