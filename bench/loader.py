@@ -1,9 +1,11 @@
-"""Benchmark 5: examples per second the sharded loaders deliver to one rank, on one thread.
+"""Benchmark 5: examples per second the sharded loaders deliver to one rank.
 
 Rank 0 of 2 takes micro-batches of 64 (half of SPEC's global batch 128), exactly as training does:
-span corruption for pretraining, birth-place examples for finetuning. Compared with what one
-training step consumes per rank (benchmarks 1 and 2), the ratio says how far the loader is from
-being the bottleneck.
+span corruption for pretraining, birth-place examples for finetuning, built in step on one thread.
+Compared with what one training step consumes per rank (benchmarks 1 and 2), the ratio says how far
+the loader is from being the bottleneck. The GPU input path (data.workers: worker processes a chunk
+ahead, data/loader.py's WorkerLoader) is measured against the in-step path on the same stream, after
+checking that both hand out the same micro-batches.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 import torch
 
 from bench.common import DataSet
+from data.loader import InStepLoader, Loader, WorkerLoader
 from data.names import NameDataset
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.corpus import open_corpus
@@ -29,9 +32,45 @@ def examples_per_second(stream: ShardedExampleStream, seconds: float = 3.0) -> f
     return examples / (time.perf_counter() - start)
 
 
-def pretraining_rate(data: DataSet) -> float:
+def pretraining_stream(data: DataSet) -> ShardedDocumentStream:
     corpus, vocab = open_corpus(data.corpus)
-    return examples_per_second(ShardedDocumentStream(corpus, vocab, 128, MICRO_BATCH, rank=0, world_size=2))
+    return ShardedDocumentStream(corpus, vocab, 128, MICRO_BATCH, rank=0, world_size=2)
+
+
+def pretraining_rate(data: DataSet) -> float:
+    return examples_per_second(pretraining_stream(data))
+
+
+def loader_rate(loader: Loader, seconds: float = 3.0) -> float:
+    """Examples/s handed out by `loader`, after its first micro-batch (worker start-up, the permutation)."""
+    loader.next_micro_batch()
+    examples, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        loader.next_micro_batch()
+        examples += loader.stream.micro_batch_size
+    return examples / (time.perf_counter() - start)
+
+
+def identical_batches(data: DataSet, workers: int, steps: int) -> int:
+    """How many of the first `steps` micro-batches the worker path builds exactly as the in-step path."""
+    with InStepLoader(pretraining_stream(data)) as reference, \
+            WorkerLoader(pretraining_stream(data), workers, torch.device("cpu")) as ahead:
+        same = 0
+        for _ in range(steps):
+            (p1, x1, y1), (p2, x2, y2) = reference.next_micro_batch(), ahead.next_micro_batch()
+            same += p1 == p2 and torch.equal(x1, x2) and torch.equal(y1, y2)
+    return same
+
+
+def worker_path(data: DataSet, workers: int, steps: int = 64) -> dict[str, float]:
+    """The GPU input path with `workers` processes against the in-step path, on the pretraining stream."""
+    same = identical_batches(data, workers, steps)
+    with InStepLoader(pretraining_stream(data)) as in_step:
+        baseline = loader_rate(in_step)
+    with WorkerLoader(pretraining_stream(data), workers, torch.device("cpu")) as ahead:
+        rate = loader_rate(ahead)
+    return {"workers": workers, "examples_per_second": rate, "in_step_examples_per_second": baseline,
+            "identical_micro_batches": same, "compared_micro_batches": steps}
 
 
 def finetuning_rate(data: DataSet) -> float:

@@ -117,6 +117,13 @@ def data_rows(data: DataSet, results: dict) -> list[Row]:
         else:
             rows.append(Row(f"loader, {phase}, 1 thread (examples/s; run training for the ratio)",
                             f"{rate:,.0f}", "-", float("nan"), None))
+    ahead = loader.worker_path(data, cores())
+    results["loader_worker_path"] = ahead
+    same = f"{ahead['identical_micro_batches']}/{ahead['compared_micro_batches']} micro-batches identical"
+    goal = 1.0 if ahead["identical_micro_batches"] == ahead["compared_micro_batches"] else float("inf")
+    rows.append(Row(f"loader, pretraining, {ahead['workers']} worker processes (data.workers) vs in step; {same} (examples/s)",
+                    f"{ahead['examples_per_second']:,.0f}", f"{ahead['in_step_examples_per_second']:,.0f} (in step)",
+                    ahead["examples_per_second"] / ahead["in_step_examples_per_second"], goal))
     return rows
 
 

@@ -47,6 +47,7 @@ class DocumentCorpus:
         if len(self.offsets) == 0:
             raise DataError(str(self.path), "corpus is empty (no non-empty lines)")
         self._handles: dict[int, object] = {}
+        self._pid = os.getpid()  # whose handles they are
 
     # --- index -------------------------------------------------------------------------------
     def _load_or_build_index(self) -> tuple[np.ndarray, list[int]]:
@@ -88,6 +89,8 @@ class DocumentCorpus:
         if not 0 <= index < len(self.offsets):
             raise IndexError(f"document {index} out of range for a corpus of {len(self.offsets)}")
         shard = bisect.bisect_right(self.shard_starts, index) - 1
+        if self._pid != os.getpid():  # a forked loader worker: the parent's handles share its file offsets
+            self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(shard)
         if handle is None:
             handle = self._handles[shard] = open(self.shards[shard], "rb")

@@ -13,6 +13,10 @@ class DataError(ValueError):
         self.line = line
         self.problem = problem
 
+    def __reduce__(self):
+        """Pickled with its parts, so a loader worker process hands it to training unchanged."""
+        return DataError, (self.source, self.problem, self.line)
+
 
 def describe_char(ch: str) -> str:
     """A character as a user can find it in an editor: the glyph and its code point."""

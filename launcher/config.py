@@ -47,6 +47,10 @@ class DataConfig(Section):
     prefetch: Literal["auto"] | bool = Field(
         "auto", description="build micro-batches ahead on a thread, pinned (on/off); auto: on GPUs, off on CPUs where every core computes")
 
+    workers: int = Field(0, ge=0, description=(
+        "processes that build micro-batches ahead, moved to the device a chunk at a time (GPU runs, where one "
+        "Python thread cannot keep up); 0: built in the training process (data.prefetch)"))
+
     @field_validator("prefetch", mode="before")
     @classmethod
     def prefetch_choice(cls, value: Any) -> Any:
@@ -307,7 +311,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
 # with another value is refused (launcher/resume.py) rather than silently mixing two runs.
 RESUME_MAY_CHANGE = (
     "run_dir", "train.log_every", "train.checkpoint_every", "train.resume", "train.max_steps",
-    "train.micro_batch_size", "train.compile", "data.prefetch", "eval", "distributed",
+    "train.micro_batch_size", "train.compile", "data.prefetch", "data.workers", "eval", "distributed",
 )
 
 

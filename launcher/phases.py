@@ -147,7 +147,7 @@ def train_phase(config: RunConfig, context: DistributedContext, device: torch.de
     prepare_run_dir(config, context)
     prefetch = device.type == "cuda" if config.data.prefetch == "auto" else config.data.prefetch
     run = trainer.TrainingRun(config.phase, Path(config.run_dir), config.seed, config.train, prefetch,
-                              config.distributed.timeout_minutes, record)
+                              config.data.workers, config.distributed.timeout_minutes, record)
     engine, final, finished = trainer.train(run, context, device, model, data.stream, schedule, resume)
     if not finished:
         return False

@@ -7,7 +7,7 @@ import torch
 
 from data.corpus import DocumentCorpus
 from data.errors import DataError
-from data.loader import InStepLoader, PrefetchingLoader, trim_trailing_padding
+from data.loader import InStepLoader, PrefetchingLoader, WorkerLoader, trim_trailing_padding
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
 from model import GPT
@@ -89,3 +89,26 @@ def test_closing_stops_the_thread_even_with_a_full_queue(small_corpus):
     loader.next_micro_batch()
     loader.close()
     assert not loader.thread.is_alive()
+
+
+@pytest.mark.parametrize("start", [0, 96])
+def test_worker_processes_build_the_in_step_batches_across_epochs(small_corpus, start):
+    """data.workers: the same micro-batches, in the same order, from processes a chunk ahead."""
+    path, documents = small_corpus
+    in_step, ahead = stream_at(path, start), stream_at(path, start)
+    steps = 2 * len(documents) // 8 + 3  # past two epoch boundaries, and across chunks of 5 micro-steps
+    with InStepLoader(in_step) as expected, WorkerLoader(ahead, 2, torch.device("cpu"), steps_per_chunk=5) as workers:
+        for _ in range(steps):
+            (p1, x1, y1), (p2, x2, y2) = expected.next_micro_batch(), workers.next_micro_batch()
+            assert p1 == p2 and torch.equal(x1, x2) and torch.equal(y1, y2)
+            assert ahead.state_dict() == in_step.state_dict()  # batches handed out, not built ahead
+    assert ahead.position == start + steps * 8
+
+
+def test_a_data_error_in_a_worker_process_reaches_training_as_itself(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"first document\nsecond \xff document\nthird document\n")
+    stream = ShardedDocumentStream(DocumentCorpus(corpus), Vocabulary(set("firstdocumenhw ")), 16, 3, seed=0)
+    with WorkerLoader(stream, 1, torch.device("cpu"), steps_per_chunk=2) as workers:
+        with pytest.raises(DataError, match="corpus.txt:2: not valid UTF-8"):
+            workers.next_micro_batch()

@@ -97,6 +97,15 @@ def test_prefetching_loader_trains_identically(world, pretrain_runs, tmp_path):
     assert state["loader"]["position"] == STEPS * 8  # batches trained on, not batches built ahead
 
 
+def test_worker_process_loader_trains_identically(world, pretrain_runs, tmp_path):
+    """data.workers=2 builds batches in worker processes (the GPU input path): same losses, same state."""
+    run = tmp_path / "run"
+    check(launch([str(CONFIGS / "pretrain.yaml")], pretrain_overrides(world, run, "data.workers=2"), nproc=2))
+    assert losses(run) == losses(pretrain_runs["zero0"])
+    state = torch.load(next((run / "checkpoints").glob("step*/mp_rank_00_model_states.pt")), weights_only=False)
+    assert state["loader"]["position"] == STEPS * 8
+
+
 def test_compiled_model_trains_like_eager(world, tmp_path):
     """train.compile=true (torch.compile through DeepSpeed) gives the eager losses, and exports the same names."""
     runs = {}
