@@ -10,7 +10,13 @@ DEEPSPEED := $(VENV)/bin/deepspeed
 DEMO_PROCS ?= $(shell $(PY) -c "from launcher.distributed import processes_per_node; print(processes_per_node())")
 DEMO_WORLD := worlds/demo
 
-.PHONY: setup demo test bench clean
+# Offline installs (README, "On GPUs"): `make wheels` on a networked machine collects what spangpt needs
+# besides torch; `make setup-offline WHEELS=dir` installs it next to the torch of $(PYTHON), no network.
+WHEELS ?= wheels
+WHEEL_PYTHONS ?= 3.12
+WHEEL_ONLY ?=
+
+.PHONY: setup setup-offline wheels demo test bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +26,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m launcher.build_ops
 	touch $@
+
+wheels: setup
+	$(PY) -m install.wheels $(WHEELS) $(foreach v,$(WHEEL_PYTHONS),--python $(v)) $(if $(WHEEL_ONLY),--only $(WHEEL_ONLY))
+
+setup-offline:
+	$(PYTHON) -m install.offline --wheels $(WHEELS) --venv $(VENV)
 
 demo: setup
 	$(PY) -m data.synthetic $(DEMO_WORLD) --seed 0 --train 100 --dev 100 --test 50 --places 20 --force
