@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from bench.common import ROOT, DataSet
+from experiments.grid import variant_names
+from launcher.precision import PRECISIONS
 from launcher.run_record import source_commit
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
 SPEC_TOKENS = 242_500_000  # SPEC's pretraining: 14,915 steps of 128 x 127 target positions (docs/experiment.md)
 # Dense peak TFLOP/s by precision, from the vendors' data sheets (SXM parts; no sparsity).
 PEAKS = {"H100": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.4},
@@ -89,7 +89,7 @@ def run_one(data: DataSet, run_dir: Path, variant: str, precision: str, steps: i
 
 
 def smoke(data: DataSet, out: Path, steps: int, parallel: int, overrides: list[str]) -> list[dict]:
-    jobs = [(v, p) for v in VARIANTS for p in PRECISIONS]
+    jobs = [(v, p) for v in variant_names() for p in PRECISIONS]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(lambda job: run_one(data, out / f"smoke-{job[0]}-{job[1]}", *job, steps,
                                                  max(1, steps // 4), 0, overrides), jobs))
@@ -135,7 +135,7 @@ def benchmark(data: DataSet, out: Path, steps: int, workers: int, overrides: lis
 
     ceilings = {p: matmul_ceiling(p) for p in PRECISIONS}
     rows = []
-    for variant in VARIANTS:
+    for variant in variant_names():
         flops = flops_per_token(variant, overrides)
         for precision in PRECISIONS:
             row = run_one(data, out / f"bench-{variant}-{precision}", variant, precision, steps, max(1, steps // 6),
@@ -143,14 +143,14 @@ def benchmark(data: DataSet, out: Path, steps: int, workers: int, overrides: lis
             if row["ok"]:
                 achieved = row["tokens_per_second"] * flops / 1e12
                 row["model_tflops"] = round(achieved, 2)
-                row["mfu_peak"] = round(achieved / peak(precision), 4) if peak(precision) else None
+                ceiling = peak(precision)
+                row["mfu_peak"] = round(achieved / ceiling, 4) if ceiling else None
                 row["mfu_measured_ceiling"] = round(achieved / ceilings[precision], 4) if ceilings[precision] else None
                 row["full_pretraining_seconds"] = round(SPEC_TOKENS / row["tokens_per_second"], 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    in_step_workers = max(1, workers)
     return {"machine": machine(), "matmul_tflops": ceilings, "runs": rows,
-            "loader": loader.worker_path(data, in_step_workers)}
+            "loader": loader.worker_path(data, max(1, workers))}
 
 
 def table_lines(rows: list[dict]) -> list[str]:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-out"), help="results (JSON)")
     parser.add_argument("--runs", type=Path, default=Path("runs/gpu"), help="the runs' own folders")
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--parallel", type=int, default=len(VARIANTS) * len(PRECISIONS), help="smoke runs at once")
+    parser.add_argument("--parallel", type=int, default=len(variant_names()) * len(PRECISIONS), help="smoke runs at once")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (the CPU rehearsal's small model)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),

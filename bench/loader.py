@@ -23,12 +23,14 @@ from data.corpus import open_corpus
 MICRO_BATCH = 64
 
 
-def examples_per_second(stream: ShardedExampleStream, seconds: float = 3.0) -> float:
-    stream.next_micro_batch()  # first call builds the epoch's permutation
+def examples_per_second(source: ShardedExampleStream | Loader, seconds: float = 3.0) -> float:
+    """Examples/s a stream or a loader hands out, after its first micro-batch (the epoch's permutation,
+    worker start-up)."""
+    source.next_micro_batch()
     examples, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        stream.next_micro_batch()
-        examples += stream.micro_batch_size
+        source.next_micro_batch()
+        examples += MICRO_BATCH  # every stream and loader here takes micro-batches of MICRO_BATCH
     return examples / (time.perf_counter() - start)
 
 
@@ -39,16 +41,6 @@ def pretraining_stream(data: DataSet) -> ShardedDocumentStream:
 
 def pretraining_rate(data: DataSet) -> float:
     return examples_per_second(pretraining_stream(data))
-
-
-def loader_rate(loader: Loader, seconds: float = 3.0) -> float:
-    """Examples/s handed out by `loader`, after its first micro-batch (worker start-up, the permutation)."""
-    loader.next_micro_batch()
-    examples, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        loader.next_micro_batch()
-        examples += loader.stream.micro_batch_size
-    return examples / (time.perf_counter() - start)
 
 
 def identical_batches(data: DataSet, workers: int, steps: int) -> int:
@@ -66,9 +58,9 @@ def worker_path(data: DataSet, workers: int, steps: int = 64) -> dict[str, float
     """The GPU input path with `workers` processes against the in-step path, on the pretraining stream."""
     same = identical_batches(data, workers, steps)
     with InStepLoader(pretraining_stream(data)) as in_step:
-        baseline = loader_rate(in_step)
+        baseline = examples_per_second(in_step)
     with WorkerLoader(pretraining_stream(data), workers, torch.device("cpu")) as ahead:
-        rate = loader_rate(ahead)
+        rate = examples_per_second(ahead)
     return {"workers": workers, "examples_per_second": rate, "in_step_examples_per_second": baseline,
             "identical_micro_batches": same, "compared_micro_batches": steps}
 

@@ -30,10 +30,15 @@ from data.vocab import PAD_ID
 Batch = tuple[int, torch.Tensor, torch.Tensor]  # (global position of the rank's first example, x, y)
 
 
+def trimmed_width(y: torch.Tensor) -> int:
+    """Columns up to the last one whose target is not PAD in some row (at least one)."""
+    real = (y != PAD_ID).any(dim=0).nonzero()
+    return int(real[-1]) + 1 if len(real) else 1
+
+
 def trim_trailing_padding(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x and y without the trailing columns whose targets are PAD in every row (at least one column kept)."""
-    real = (y != PAD_ID).any(dim=0).nonzero()
-    width = int(real[-1]) + 1 if len(real) else 1
+    width = trimmed_width(y)
     return x[:, :width].contiguous(), y[:, :width].contiguous()
 
 
@@ -130,10 +135,11 @@ class _MicroBatchChunks(torch.utils.data.Dataset):
     def build(self, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         per_step = self.stream.examples_per_micro_step
         first = self.start + chunk * self.steps * per_step
-        pairs = [self.stream.examples_at(self.stream.positions_at(first + k * per_step)) for k in range(self.steps)]
+        shares = [self.stream.positions_at(first + k * per_step) for k in range(self.steps)]
+        pairs = [self.stream.examples_at(share) for share in shares]
         packed = torch.stack([torch.stack((x, y)) for x, y in pairs])
-        positions = torch.tensor([int(self.stream.positions_at(first + k * per_step)[0]) for k in range(self.steps)])
-        widths = torch.tensor([trim_trailing_padding(x, y)[0].shape[1] for x, y in pairs])
+        positions = torch.tensor([int(share[0]) for share in shares])
+        widths = torch.tensor([trimmed_width(y) for _, y in pairs])
         return packed, positions, widths
 
 
@@ -184,9 +190,9 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def micro_batch_loader(stream: ShardedExampleStream, prefetch: bool, pin_memory: bool, workers: int = 0,
-                       device: torch.device | None = None) -> Loader:
-    """Worker processes when `workers` > 0 (GPU runs), else a prefetching thread or in-step building."""
+def micro_batch_loader(stream: ShardedExampleStream, prefetch: bool, workers: int, device: torch.device) -> Loader:
+    """Worker processes when `workers` > 0 (GPU runs), else a prefetching thread (pinned for a GPU) or
+    in-step building."""
     if workers > 0:
-        return WorkerLoader(stream, workers, device or torch.device("cpu"))
-    return PrefetchingLoader(stream, pin_memory=pin_memory) if prefetch else InStepLoader(stream)
+        return WorkerLoader(stream, workers, device)
+    return PrefetchingLoader(stream, pin_memory=device.type == "cuda") if prefetch else InStepLoader(stream)

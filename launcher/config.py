@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from launcher.precision import PRECISIONS
 from model.config import VARIANTS, GPTConfig, variant_options
 
 MAX_BASE_DEPTH = 16
@@ -95,7 +96,7 @@ class TrainConfig(Section):
     warmup_tokens: int = Field(ge=0)
     final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
     zero_stage: Literal[0, 1, 2, 3] = 0
-    precision: Literal["fp32", "tf32", "bf16"] = Field(
+    precision: Literal[PRECISIONS] = Field(
         "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 (autocast over fp32 weights): launcher/precision.py")
     compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")

@@ -146,19 +146,18 @@ def share_cpu_threads(context: DistributedContext, device: torch.device) -> None
     torch.set_num_threads(max(1, cores // context.local_world_size))
 
 
-def start(context: DistributedContext, backend: str, timeout_minutes: float, device: str = "auto") -> torch.device:
+def start(context: DistributedContext, backend: str, timeout_minutes: float, device_setting: str = "auto") -> torch.device:
     """Join the process group (every world size, so collectives work the same at 1 rank) on the
-    device `device` (distributed.device) resolves to; a mismatch is a ConfigError before any join."""
+    device `device_setting` (distributed.device) resolves to; a mismatch is a ConfigError before any join."""
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
     ds_logger.setLevel(logging.ERROR)
-    chosen = choose_device(device, context, visible_gpus())
-    backend = choose_backend(backend, chosen)
-    share_cpu_threads(context, chosen)
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    device = chosen
+    device = choose_device(device_setting, context, visible_gpus())
+    backend = choose_backend(backend, device)
+    share_cpu_threads(context, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     timeout = datetime.timedelta(minutes=timeout_minutes)
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and restart != "0":

@@ -49,7 +49,8 @@ def plan(train: TrainConfig, block_size: int, items_per_epoch: int, final_tokens
 class TrainingRun:
     """What the training loop reads of a phase: its name for messages, the run directory (checkpoints,
     metrics), the seed of the dropout masks, the optimizer and checkpoint settings, whether batches are
-    built ahead (on a thread, or by how many worker processes), the timeout of the stop agreement, and what each checkpoint records for a later resume."""
+    built ahead (on a thread, or by how many worker processes), the timeout of the stop agreement, and
+    what each checkpoint records for a later resume."""
 
     phase: str
     run_dir: Path
@@ -118,7 +119,7 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
         stop = StopRequest(context, run.timeout_minutes)
         last_saved = resume
         window = ThroughputWindow()
-        with micro_batch_loader(stream, run.prefetch, device.type == "cuda", run.workers, device) as loader:
+        with micro_batch_loader(stream, run.prefetch, run.workers, device) as loader:
             engine.train()
             while step < schedule.total_steps:
                 lr = train_cfg.learning_rate * lr_multiplier(
