@@ -97,12 +97,16 @@ class TrainConfig(Section):
     final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
     zero_stage: Literal[0, 1, 2, 3] = 0
     precision: Literal[PRECISIONS] = Field(
-        "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 (autocast over fp32 weights): launcher/precision.py")
+        "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 or fp16 (DeepSpeed's torch_autocast over fp32 "
+                            "weights; fp16 with dynamic loss scaling): launcher/precision.py")
     compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
     log_every: int = Field(10, ge=1)
     resume: Literal["auto", "never", "required"] = Field(
         "auto", description="auto: continue from run_dir's latest complete checkpoint if any; required: fail without one")
+    resume_universal: bool = Field(
+        False, description="resume ZeRO 1-3 through DeepSpeed's universal format even at the saving world size "
+                           "(it is used anyway at another world size)")
 
 
 class EvalConfig(Section):
@@ -311,7 +315,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
 # stops, and what it evaluates afterwards. Every other key changes the math or the data, so a resume
 # with another value is refused (launcher/resume.py) rather than silently mixing two runs.
 RESUME_MAY_CHANGE = (
-    "run_dir", "train.log_every", "train.checkpoint_every", "train.resume", "train.max_steps",
+    "run_dir", "train.log_every", "train.checkpoint_every", "train.resume", "train.resume_universal", "train.max_steps",
     "train.micro_batch_size", "train.compile", "data.prefetch", "data.workers", "eval", "distributed",
 )
 
