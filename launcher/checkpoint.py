@@ -113,8 +113,10 @@ def find_latest(directory: Path) -> CheckpointInfo | None:
     return max(complete, key=lambda info: info.step, default=None)
 
 
-def needs_universal(info: CheckpointInfo, world_size: int) -> bool:
-    return info.zero_stage > 0 and info.world_size != world_size
+def needs_universal(info: CheckpointInfo, world_size: int, forced: bool = False) -> bool:
+    """ZeRO 1-3 checkpoints load at another world size only through the universal format;
+    `forced` (train.resume_universal) takes that path at the saving world size too."""
+    return info.zero_stage > 0 and (forced or info.world_size != world_size)
 
 
 def convert_to_universal(info: CheckpointInfo, context: DistributedContext) -> str:
@@ -157,10 +159,11 @@ def refuse_code_in_pickles(path: Path) -> None:
                                        "and DeepSpeed's records may be unpickled") from None
 
 
-def load(engine, info: CheckpointInfo, context: DistributedContext) -> dict:
-    """Restore model, optimizer and engine state; returns the client state saved with it."""
+def load(engine, info: CheckpointInfo, context: DistributedContext, universal: bool = False) -> dict:
+    """Restore model, optimizer and engine state; returns the client state saved with it.
+    `universal`: load through DeepSpeed's universal format even at the saving world size."""
     refuse_code_in_pickles(info.path)
-    tag = convert_to_universal(info, context) if needs_universal(info, context.world_size) else info.tag
+    tag = convert_to_universal(info, context) if needs_universal(info, context.world_size, universal) else info.tag
     if tag != info.tag:
         refuse_code_in_pickles(info.directory / tag)
     path, client_state = engine.load_checkpoint(
@@ -168,4 +171,33 @@ def load(engine, info: CheckpointInfo, context: DistributedContext) -> dict:
     )
     if path is None:
         raise RuntimeError(f"{info.path}: DeepSpeed could not load this checkpoint")
+    place_optimizer_state(getattr(engine.optimizer, "optimizer", engine.optimizer), info.directory / tag)
     return client_state
+
+
+def place_optimizer_state(optimizer: torch.optim.Optimizer, source: Path) -> None:
+    """Put every optimizer state tensor where the optimizer's step will look for it, then check.
+
+    DeepSpeed's universal loaders assign `state['step']` as read from disk: a CPU tensor, or a
+    number (base_optimizer.py, zero/stage3.py's load_hp_checkpoint_state). Fused or capturable
+    AdamW on CUDA wants every state tensor, `step` included, on its parameter's device (else
+    "Expected all tensors to be on the same device", pytorch/pytorch#124133); the for-each AdamW
+    wants `step` as a CPU tensor. Moments always live beside their parameter.
+    """
+    for group in optimizer.param_groups:
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if not state:
+                continue
+            for key, value in list(state.items()):
+                if key == "step":
+                    step = value if torch.is_tensor(value) else torch.tensor(float(value))
+                    state[key] = step.to(device=param.device if on_device else "cpu", dtype=torch.float32)
+                elif torch.is_tensor(value) and value.device != param.device:
+                    state[key] = value.to(param.device)
+            for key, value in state.items():
+                expected = param.device if (key != "step" or on_device) else torch.device("cpu")
+                if torch.is_tensor(value) and value.device != expected:
+                    raise DataError(str(source), f"optimizer state '{key}' loaded on {value.device}, but its "
+                                                 f"parameter's optimizer step needs it on {expected}")

@@ -99,6 +99,8 @@ class TrainConfig(Section):
     precision: Literal[PRECISIONS] = Field(
         "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 or fp16 (DeepSpeed's torch_autocast over fp32 "
                             "weights; fp16 with dynamic loss scaling): launcher/precision.py")
+    loss_scale_power: int = Field(
+        16, ge=0, le=64, description="fp16: the dynamic loss scale starts at 2^this (DeepSpeed's fp16.initial_scale_power)")
     compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile); helps launch-bound GPUs")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0: only at the end")
     log_every: int = Field(10, ge=1)

@@ -1,4 +1,4 @@
-"""Build the DeepSpeed engine: batch geometry, ZeRO stage, AdamW groups, clipping (fp32 weights in every precision)."""
+"""Build the DeepSpeed engine: batch geometry, ZeRO stage, AdamW groups, clipping, autocast (fp32 weights in every precision)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 
 from launcher.config import ConfigError, TrainConfig
 from launcher.distributed import DistributedContext, rank_zero_stdout
+from launcher.precision import deepspeed_section
 from model import GPT
 
 
@@ -32,6 +33,7 @@ def deepspeed_config(train: TrainConfig, world_size: int, load_universal: bool =
         "steps_per_print": 2**31 - 1,  # no per-step lines; we log our own metrics
         "wall_clock_breakdown": False,
         "checkpoint": {"load_universal": load_universal},
+        **deepspeed_section(train.precision),  # bf16/fp16: DeepSpeed's torch_autocast (launcher/precision.py)
     }
 
 

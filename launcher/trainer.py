@@ -19,7 +19,7 @@ import torch
 
 from data.loader import Loader, micro_batch_loader
 from data.stream import ShardedExampleStream
-from launcher import checkpoint
+from launcher import checkpoint, loss_scale as loss_scaling
 from launcher.config import TrainConfig
 from launcher.distributed import DistributedContext
 from launcher.engine import build_engine, engine_reports_grad_norm, gradient_norm, set_learning_rate
@@ -98,15 +98,19 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
     """
     train_cfg = run.train
     directory = run.run_dir / "checkpoints"
-    load_universal = resume is not None and checkpoint.needs_universal(resume, context.world_size)
+    load_universal = resume is not None and checkpoint.needs_universal(resume, context.world_size, train_cfg.resume_universal)
     precision_mode.set_matmul_precision(train_cfg.precision, device)
     engine = build_engine(model, train_cfg, context, device, load_universal)
+    scale = loss_scaling.for_engine(engine, train_cfg)
     step = tokens = 0
     if resume is not None:
-        client = checkpoint.load(engine, resume, context)
+        client = checkpoint.load(engine, resume, context, train_cfg.resume_universal)
         step, tokens = client["step"], client["tokens"]
         stream.load_state_dict(client["loader"])
         set_rng_state(client["rng"])
+        if scale is not None and "loss_scale" in client:
+            scale.load_state_dict(client["loss_scale"])
+    dtype_check = precision_mode.ComputeDtypeCheck(engine.module, train_cfg.precision)
     accumulation = engine.gradient_accumulation_steps()
     print_main(context, (
         f"{run.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
@@ -127,22 +131,26 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
                 set_learning_rate(engine, lr)
                 logging_step = (step + 1) % train_cfg.log_every == 0 or step + 1 == schedule.total_steps
                 measure_norm = logging_step and not engine_reports_grad_norm(train_cfg)
-                loss, grad_norm = optimizer_step(engine, loader, run.seed, device, train_cfg.precision, measure_norm)
+                loss, grad_norm = optimizer_step(engine, loader, run.seed, device, scale, measure_norm)
+                dtype_check.verify()
                 step += 1
                 tokens += schedule.tokens_per_step
                 window.tokens += schedule.tokens_per_step
                 logger.advance()
                 if logging_step:
-                    log_step(logger, engine, context, step, loss, grad_norm, lr, window, stream.epoch)
+                    log_step(logger, engine, context, step, loss, grad_norm, lr, window, stream.epoch, scale)
                 if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0 and step < schedule.total_steps:
-                    last_saved = save(engine, run, directory, step, tokens, stream, context)
+                    last_saved = save(engine, run, directory, step, tokens, stream, context, scale)
                 if step < schedule.total_steps and stop.agreed():
                     break
         if last_saved is None or last_saved.step != step:
-            last_saved = save(engine, run, directory, step, tokens, stream, context)
+            last_saved = save(engine, run, directory, step, tokens, stream, context, scale)
     finally:
         logger.close()
     finished = step == schedule.total_steps
+    if scale is not None:
+        print_main(context, f"{run.phase}: fp16 loss scale {scale.current():g}, {scale.skipped} of {step} steps "
+                            "skipped on overflow")
     if not finished:
         print_main(context, f"{run.phase}: stop signal, checkpoint {last_saved.tag} saved; resume continues from step {step}")
     stop.restore_default_handlers()
@@ -163,50 +171,65 @@ class ThroughputWindow:
 
 
 def log_step(logger: RunLogger, engine, context: DistributedContext, step: int, loss: torch.Tensor,
-             grad_norm: float | None, lr: float, window: ThroughputWindow, epoch: float) -> None:
+             grad_norm: float | None, lr: float, window: ThroughputWindow, epoch: float,
+             scale: loss_scaling.LossScale | None) -> None:
     """The step's scalars, from rank 0. Reading the loss is the only sync of a step, so the
-    throughput window is timed after it (on a GPU, before it would time kernel launches only)."""
+    throughput window is timed after it (on a GPU, before it would time kernel launches only).
+    Gradient norms are unscaled (the ZeRO optimizers report them so; ZeRO 0's is divided here)."""
     loss_value = global_mean(loss, context)
     tokens_per_second = window.rate()
     if grad_norm is None:
         grad_norm = engine.get_global_grad_norm()
-    logger.scalars(step, {
+    values = {
         "train/loss": loss_value,
         "train/lr": lr,
         "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
         "train/tokens_per_second": tokens_per_second,
         "train/epoch": epoch,
-    })
+    }
+    if scale is not None:
+        values["train/loss_scale"] = scale.current()
+        values["train/skipped_steps"] = float(scale.skipped)
+    logger.scalars(step, values)
 
 
-def optimizer_step(engine, loader: Loader, seed: int, device: torch.device, precision: str,
+def optimizer_step(engine, loader: Loader, seed: int, device: torch.device, scale: loss_scaling.LossScale | None,
                    measure_grad_norm: bool) -> tuple[torch.Tensor, float | None]:
     """One optimizer step over this rank's accumulation micro-batches: (mean loss, grad norm or None).
 
     Each micro-batch's dropout is seeded by its global stream position. DeepSpeed averages the
     gradients and steps the optimizer on the last micro-batch; the norm, where the engine does not
-    report it, is read after that backward (averaged, not yet clipped). Only the forward runs under
-    the precision's autocast, as torch.autocast asks: backward follows the forward's dtypes.
+    report it, is read after that backward (averaged, not yet clipped, unscaled). Autocast, where
+    the precision asks for it, is DeepSpeed's own, inside `engine(x, y)` (launcher/precision.py).
     """
     accumulation = engine.gradient_accumulation_steps()
     loss_sum = torch.zeros((), device=device)
     grad_norm = None
+    if scale is not None:
+        scale.prepare()
     for micro_step in range(accumulation):
         position, x, y = loader.next_micro_batch()
         torch.manual_seed(micro_batch_seed(seed, position))
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with precision_mode.autocast(precision, device):
-            _, loss = engine(x, y)
+        _, loss = engine(x, y)
         engine.backward(loss)
-        if measure_grad_norm and micro_step == accumulation - 1:
-            grad_norm = gradient_norm(engine.module)
+        last = micro_step == accumulation - 1
+        if measure_grad_norm and last:
+            grad_norm = gradient_norm(engine.module) / (scale.current() if scale is not None else 1.0)
+        if scale is not None and last:
+            scale.before_update()
         engine.step()
+        if scale is not None and last:
+            scale.after_update()
         loss_sum += loss.detach()
     return loss_sum / accumulation, grad_norm
 
 
 def save(engine, run: TrainingRun, directory: Path, step: int, tokens: int, stream: ShardedExampleStream,
-         context: DistributedContext) -> checkpoint.CheckpointInfo:
-    """A checkpoint holding exactly what resume restores: step, tokens, loader position and RNG states."""
+         context: DistributedContext, scale: loss_scaling.LossScale | None) -> checkpoint.CheckpointInfo:
+    """A checkpoint holding exactly what resume restores: step, tokens, loader position, RNG states and,
+    for fp16, the loss scale (DeepSpeed saves none of its GradScaler)."""
     client_state = {"step": step, "tokens": tokens, "loader": stream.state_dict(), "rng": rng_state()}
+    if scale is not None:
+        client_state["loss_scale"] = scale.state_dict()
     return checkpoint.save(engine, directory, step, client_state, context, run.train.zero_stage, run.resume_record)
