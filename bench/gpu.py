@@ -1,16 +1,24 @@
 """The GPU runbook's measuring parts (bench/gpu.sh runs them): the machine, a smoke, a benchmark.
 
-    python -m bench.gpu machine                          versions, GPU, nvidia-smi
-    python -m bench.gpu smoke --data DIR --steps 100     each variant in each GPU precision, at once
-    python -m bench.gpu bench --data DIR --steps 300     tokens/s, MFU, full-pretraining time, loader
+    python -m bench.gpu machine                                      versions, GPU, nvidia-smi
+    python -m bench.gpu smoke --data DIR --steps 30 --budget 90      every variant x precision, universal resume
+    python -m bench.gpu bench --data DIR --steps 300 --budget 120    tokens/s, MFU, full-pretraining time, loader
 
-Every run is the real launcher (launcher/train.py, world size 1: NCCL on a GPU, gloo on a CPU)
-at SPEC's model size and batch (configs/pretrain.yaml). The smoke runs all twelve runs together, to
-fail fast; the benchmark runs them one after another, so each has the device to itself. Tokens/s
-is the steady rate after the first logging window (allocator, cuDNN/cuBLAS heuristics, worker
-start-up). MFU counts 6 x parameters + 12 x layers x width x block FLOPs per token (the PaLM/nanoGPT
-estimate, attention included) against the GPU's dense peak for the precision and against a matrix
-product measured here, which is what this GPU actually sustains.
+Every run is the real launcher (launcher/train.py, world size 1: NCCL on a GPU, gloo on a CPU, fused
+AdamW on CUDA) at SPEC's model size and batch (configs/pretrain.yaml), with data.workers (pinned
+copies on a GPU); the trainer itself stops a run whose Linear layers do not compute in the
+precision's dtype, so a smoke row that finished passed that check. The smoke runs its runs
+together, to fail fast, and adds a ZeRO-1 run resumed through DeepSpeed's universal checkpoint at
+world size 1 (the optimizer state is checked to sit on its parameter's device after loading). The
+benchmark runs one after another, the most wanted rows first (bf16 for every variant, then the
+other precisions), so each has the device to itself. Tokens/s is the steady rate after the first
+logging window. MFU counts each variant's own matmul FLOPs over the positions a step computes
+(bench/mfu.py) against the GPU's dense peak, looked up by its exact name, and against a matrix
+product measured in the same run, which is what this GPU actually sustains.
+
+`--budget SECONDS` is a deadline: no run starts that cannot end before it, a run still going at
+the deadline is stopped, and the JSON file is rewritten after every row, so a stage cut short keeps
+what it finished.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
@@ -35,10 +44,22 @@ from launcher.precision import PRECISIONS
 from launcher.run_record import source_commit
 
 SPEC_TOKENS = 242_500_000  # SPEC's pretraining: 14,915 steps of 128 x 127 target positions (docs/experiment.md)
-# Dense peak TFLOP/s by precision, from the vendors' data sheets (SXM parts; no sparsity).
-PEAKS = {"H100": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.4},
-         "H200": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.4},
-         "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0}}
+# The benchmark's order: what the runbook's first call most needs first (every variant in bf16).
+BENCH_ORDER = ("bf16", "fp32", "tf32", "fp16")
+
+
+class Deadline:
+    """The stage's --budget: seconds left, and whether a run of `expected` seconds still fits."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def fits(self, expected: float) -> bool:
+        left = self.left()
+        return left is None or left > expected
 
 
 def device_name() -> str:
@@ -68,12 +89,19 @@ def train_command(data: DataSet, run_dir: Path, variant: str, precision: str, st
 
 
 def run_one(data: DataSet, run_dir: Path, variant: str, precision: str, steps: int, log_every: int,
-            workers: int, overrides: list[str]) -> dict:
-    """One launcher run; its steady tokens/s and last loss from metrics.jsonl, or its last error line."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+            workers: int, overrides: list[str], deadline: Deadline, fresh: bool = True) -> dict:
+    """One launcher run; its steady tokens/s and last loss from metrics.jsonl, or its last error line.
+    A run still going at the deadline is stopped and reported as such."""
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
-    result = subprocess.run(train_command(data, run_dir, variant, precision, steps, log_every, workers, overrides),
-                            cwd=ROOT, capture_output=True, text=True)
+    left = deadline.left()
+    try:
+        result = subprocess.run(train_command(data, run_dir, variant, precision, steps, log_every, workers, overrides),
+                                cwd=ROOT, capture_output=True, text=True, timeout=None if left is None else max(left, 1))
+    except subprocess.TimeoutExpired:
+        return {"variant": variant, "precision": precision, "steps": steps, "ok": False,
+                "seconds": round(time.perf_counter() - started, 1), "error": "stopped at the stage's --budget"}
     seconds = time.perf_counter() - started
     row = {"variant": variant, "precision": precision, "steps": steps, "seconds": round(seconds, 1), "ok": result.returncode == 0}
     if result.returncode != 0:
@@ -85,33 +113,81 @@ def run_one(data: DataSet, run_dir: Path, variant: str, precision: str, steps: i
     steady = [m["train/tokens_per_second"] for m in metrics[1:]] or [m["train/tokens_per_second"] for m in metrics]
     row["tokens_per_second"] = round(len(steady) / sum(1 / r for r in steady))  # tokens over time: harmonic mean
     row["final_loss"] = round(metrics[-1]["train/loss"], 4)
+    if "train/skipped_steps" in metrics[-1]:
+        row["skipped_steps"] = int(metrics[-1]["train/skipped_steps"])
     return row
 
 
-def smoke(data: DataSet, out: Path, steps: int, parallel: int, overrides: list[str]) -> list[dict]:
+class Rows:
+    """Rows written to `path` as they come (threads append), so a stage cut short keeps what it finished."""
+
+    def __init__(self, path: Path, extra: dict | None = None) -> None:
+        self.path, self.extra, self.rows, self.lock = path, extra or {}, [], threading.Lock()
+        self.write()
+
+    def add(self, row: dict) -> dict:
+        with self.lock:
+            self.rows.append(row)
+            self.write()
+        print(json.dumps(row), flush=True)
+        return row
+
+    def write(self) -> None:
+        payload = {**self.extra, "runs": self.rows} if self.extra else self.rows
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        temporary.replace(self.path)
+
+
+def universal_resume(data: DataSet, runs: Path, steps: int, workers: int, overrides: list[str],
+                     deadline: Deadline) -> dict:
+    """A ZeRO-1 bf16 run that checkpoints halfway, then resumes through the universal format at world
+    size 1 (train.resume_universal): the path that left fused AdamW's `step` on the CPU."""
+    run_dir, half = runs / "smoke-universal-resume", max(1, steps // 2)
+    zero1 = [*overrides, "train.zero_stage=1", f"train.checkpoint_every={half}"]
+    first = run_one(data, run_dir, "vanilla", "bf16", half, max(1, half // 2), workers, zero1, deadline)
+    if not first["ok"]:
+        return {**first, "variant": "vanilla ZeRO-1 universal resume"}
+    resumed = [o for o in train_command(data, run_dir, "vanilla", "bf16", steps, 1, workers, zero1) if o != "train.resume=never"]
+    left = deadline.left()
+    try:
+        result = subprocess.run([*resumed, "train.resume=required", "train.resume_universal=true"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=None if left is None else max(left, 1))
+    except subprocess.TimeoutExpired:
+        return {"variant": "vanilla ZeRO-1 universal resume", "precision": "bf16", "ok": False,
+                "error": "stopped at the stage's --budget"}
+    row = {"variant": "vanilla ZeRO-1 universal resume", "precision": "bf16", "steps": steps, "ok": result.returncode == 0,
+           "resumed": f"resumed from step{half:08d}" in result.stdout,
+           "universal": (run_dir / "checkpoints" / f"step{half:08d}_universal").is_dir()}
+    if not result.returncode == 0:
+        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        row["error"] = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "no output")
+    row["ok"] = row["ok"] and row["resumed"] and row["universal"]
+    return row
+
+
+def smoke(data: DataSet, out: Path, runs: Path, steps: int, parallel: int, workers: int, overrides: list[str],
+          deadline: Deadline) -> list[dict]:
+    """Every variant in every precision at once, and the universal resume beside them."""
+    rows = Rows(out / "smoke.json")
     jobs = [(v, p) for v in variant_names() for p in PRECISIONS]
+
+    def one(job):
+        if job == "universal":
+            return rows.add(universal_resume(data, runs, steps, workers, overrides, deadline))
+        return rows.add(run_one(data, runs / f"smoke-{job[0]}-{job[1]}", *job, steps, max(1, steps // 4), workers,
+                                overrides, deadline))
+
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(lambda job: run_one(data, out / f"smoke-{job[0]}-{job[1]}", *job, steps,
-                                                 max(1, steps // 4), 0, overrides), jobs))
-
-
-def flops_per_token(variant: str, overrides: list[str]) -> float:
-    """6 N + 12 L d T of the runs' model (the estimate of PaLM's appendix B and nanoGPT's estimate_mfu)."""
-    from bench.common import spec_run_config
-    from launcher.config import gpt_config
-    from model import GPT
-
-    run = spec_run_config(f"model.variant={variant}", *overrides)
-    config = gpt_config(run, 256)
-    parameters = sum(p.numel() for p in GPT(config).parameters())
-    return 6 * parameters + 12 * run.model.n_layer * run.model.n_embd * run.data.block_size
+        list(pool.map(one, ["universal", *jobs]))
+    return rows.rows
 
 
 def matmul_ceiling(precision: str, size: int = 8192, repeats: int = 10) -> float | None:
     """TFLOP/s of a size^3 matrix product in `precision`, the mean of `repeats` after warm-up (GPU only)."""
     if not torch.cuda.is_available():
         return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     a, b = (torch.randn(size, size, device="cuda", dtype=dtype) for _ in range(2))
     for _ in range(3):
@@ -125,32 +201,35 @@ def matmul_ceiling(precision: str, size: int = 8192, repeats: int = 10) -> float
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def peak(precision: str) -> float | None:
-    name = device_name()
-    return next((table[precision] for key, table in PEAKS.items() if key in name), None)
-
-
-def benchmark(data: DataSet, out: Path, steps: int, workers: int, overrides: list[str]) -> dict:
+def benchmark(data: DataSet, out: Path, runs: Path, steps: int, workers: int, overrides: list[str],
+              deadline: Deadline) -> dict:
     from bench import loader
+    from bench.mfu import model_flops_per_token, peak_tflops
 
     ceilings = {p: matmul_ceiling(p) for p in PRECISIONS}
-    rows = []
-    for variant in variant_names():
-        flops = flops_per_token(variant, overrides)
-        for precision in PRECISIONS:
-            row = run_one(data, out / f"bench-{variant}-{precision}", variant, precision, steps, max(1, steps // 6),
-                          workers, overrides)
+    flops = {v: model_flops_per_token(v, data.corpus, overrides) for v in variant_names()}
+    rows = Rows(out / "bench.json", {"machine": machine(), "matmul_tflops": ceilings, "model_flops_per_token": flops})
+    expected = None  # seconds of the last finished run: the next one starts only if it fits
+    for precision in BENCH_ORDER:
+        for variant in variant_names():
+            if expected is not None and not deadline.fits(expected):
+                rows.add({"variant": variant, "precision": precision, "ok": False, "error": "not run: the --budget was spent"})
+                continue
+            row = run_one(data, runs / f"bench-{variant}-{precision}", variant, precision, steps, max(1, steps // 6),
+                          workers, overrides, deadline)
             if row["ok"]:
-                achieved = row["tokens_per_second"] * flops / 1e12
+                expected = row["seconds"]
+                achieved = row["tokens_per_second"] * flops[variant] / 1e12
                 row["model_tflops"] = round(achieved, 2)
-                ceiling = peak(precision)
+                ceiling = peak_tflops(device_name(), precision)
                 row["mfu_peak"] = round(achieved / ceiling, 4) if ceiling else None
                 row["mfu_measured_ceiling"] = round(achieved / ceilings[precision], 4) if ceilings[precision] else None
                 row["full_pretraining_seconds"] = round(SPEC_TOKENS / row["tokens_per_second"], 1)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    return {"machine": machine(), "matmul_tflops": ceilings, "runs": rows,
-            "loader": loader.worker_path(data, max(1, workers))}
+            rows.add(row)
+    if deadline.fits(15):
+        rows.extra["loader"] = loader.worker_path(data, max(1, workers))
+        rows.write()
+    return {**rows.extra, "runs": rows.rows}
 
 
 def table_lines(rows: list[dict]) -> list[str]:
@@ -158,7 +237,7 @@ def table_lines(rows: list[dict]) -> list[str]:
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         mfu = lambda key: f"{100 * r[key]:.1f}%" if r.get(key) is not None else "-"  # noqa: E731
-        lines.append(f"| {r['variant']} | {r['precision']} | {'yes' if r['ok'] else r.get('error', 'no')} | "
+        lines.append(f"| {r['variant']} | {r.get('precision', '-')} | {'yes' if r['ok'] else r.get('error', 'no')} | "
                      f"{r.get('tokens_per_second', '-')} | {mfu('mfu_peak')} | {mfu('mfu_measured_ceiling')} | "
                      f"{r.get('full_pretraining_seconds', '-')} | {r.get('final_loss', '-')} |")
     return lines
@@ -175,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (the CPU rehearsal's small model)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                        help="data.workers of each benchmark run")
+                        help="data.workers of each run (pinned copies on a GPU)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="the stage's deadline: no run starts that cannot finish before it; results so far are kept")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "machine":
@@ -187,19 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None or not (args.data / "wiki.txt").is_file():
         parser.error(f"--data: no wiki.txt in {args.data}")
     data = DataSet(args.data, "given")
-    scratch = args.runs
+    deadline = Deadline(args.budget)
     if args.stage == "smoke":
-        rows = smoke(data, scratch, args.steps, args.parallel, args.overrides)
-        (args.out / "smoke.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        rows = smoke(data, args.out, args.runs, args.steps, args.parallel, args.workers, args.overrides, deadline)
         print("\n".join(table_lines(rows)))
         failed = [r for r in rows if not r["ok"]]
         for r in failed:
             print(f"error: smoke {r['variant']} {r['precision']}: {r['error']}", file=sys.stderr)
         return 1 if failed else 0
-    result = benchmark(data, scratch, args.steps, args.workers, args.overrides)
-    (args.out / "bench.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline)
     print("\n".join(table_lines(result["runs"])))
-    print(f"matmul TFLOP/s: {result['matmul_tflops']}; loader: {result['loader']}")
+    print(f"matmul TFLOP/s: {result['matmul_tflops']}; loader: {result.get('loader', 'not measured: the --budget was spent')}")
     return 1 if any(not r["ok"] for r in result["runs"]) else 0
 
 

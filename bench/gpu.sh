@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# The GPU runbook (README, "On GPUs"): on a freshly lent GPU machine, everything in a few calls.
+# The GPU runbook (README, "On GPUs"): a lent GPU's work in two calls, the most valuable figures first.
 #
-#   SPANGPT_COMMIT=<commit> bash bench/gpu.sh [STAGE ...]      stages: setup smoke table bench (default: all)
+#   SPANGPT_COMMIT=<commit> bash bench/gpu.sh [STAGE[:SECONDS] ...]
 #
-# The machine has its own torch and no network: `setup` installs the rest from $WHEELS (make wheels
-# on a networked machine; make setup-offline) into $VENV, beside that torch. Then:
-#   smoke  each variant in each GPU precision (fp32, tf32, bf16), $SMOKE_STEPS steps, all at once;
-#   table  SPEC's table on $DATA: 4 variants x {pretrained, no pretraining}, seed 0, bf16, the four
-#          variants' sweeps at once on the one GPU, into one sweep folder;
-#   bench  tokens/s per variant and precision, MFU, full-pretraining seconds, loader examples/s.
-# Results go to $OUT (the device tool's folder, else gpu-out/): machine.json, smoke.json, bench.json,
-# and runs.tar.gz, the table's run folders and logs without checkpoints or weights, from which the
-# report is built on any machine: mkdir -p runs/gpu && tar -C runs/gpu -xzf runs.tar.gz &&
+#   call 1 (default, at most 9 minutes):  setup smoke spec bench
+#   call 2:                               setup rest
+#
+# The machine has its own torch (the GPU image: Python 3.12, torch 2.11, no make, no network):
+#   setup  installs the rest from $WHEELS into $VENV beside that torch (python -m install.offline), once
+#          per machine; machine.json (versions, nvidia-smi);
+#   smoke  every variant in fp32, tf32, bf16 and fp16 for $SMOKE_STEPS steps, all at once, each run
+#          checking that its Linear layers compute in its precision's dtype, on NCCL with fused AdamW
+#          and pinned copies from data.workers; and a ZeRO-1 run resumed through the universal
+#          checkpoint at world size 1 (smoke.json);
+#   spec   SPEC's full pretraining, finetuning and dev accuracy for vanilla and rope, bf16, at once on
+#          the one GPU (runs.tar.gz);
+#   bench  tokens/s and MFU per variant, bf16 first, then fp32, tf32, fp16; full-pretraining seconds;
+#          loader examples/s (bench.json);
+#   rest   the rest of SPEC's table: synthesizer and perceiver pretrained, and all four without
+#          pretraining (runs.tar.gz, with spec's runs).
+# Each stage has a time box (STAGE:SECONDS overrides the default below) and writes to $OUT as it goes:
+# the Python stages stop starting runs that cannot finish and rewrite their JSON after every row; a
+# sweep still running at its box gets SIGTERM, so each training run saves a checkpoint that the next
+# call resumes, and the archive is written in any case. $OUT is the device tool's folder (else gpu-out/).
+# Back on any machine: mkdir -p runs/gpu && tar -C runs/gpu -xzf runs.tar.gz &&
 # python -m experiments.report runs/gpu/spec --predictions results.
-# SCALE=tiny is the CPU rehearsal (.ci: CUDA_VISIBLE_DEVICES= on a synthetic world): the same stages
-# with a few steps each.
+# SCALE=tiny is the CPU rehearsal (tests/test_gpu_runbook.py: CUDA_VISIBLE_DEVICES= on a synthetic
+# world): the same stages with a few steps each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
@@ -28,61 +40,94 @@ PY=$VENV/bin/python
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RUNS"
 
+# Default time boxes (seconds): call 1 sums to 525 s, inside the 9 minutes a call may take.
+declare -A BUDGET=([setup]=60 [smoke]=75 [spec]=300 [bench]=90 [rest]=500)
 cores=$(nproc)
+workers=$(( cores / 4 > 1 ? cores / 4 - 1 : 1 ))  # per run, when several runs share the machine
 if [[ $SCALE == tiny ]]; then  # a 32-wide model, a few steps, two runs at a time: minutes on 2 cores
   SMALL=(model.n_embd=32 model.n_head=2)
-  SMOKE_STEPS=${SMOKE_STEPS:-3}; BENCH_STEPS=${BENCH_STEPS:-6}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-2}
+  SMOKE_STEPS=${SMOKE_STEPS:-4}; BENCH_STEPS=${BENCH_STEPS:-6}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-2}
   TABLE_SET=("${SMALL[@]}" train.max_steps=3 train.log_every=1 eval.max_new_tokens=8)
   TABLE_PRECISION=${TABLE_PRECISION:-fp32}
+  BUDGET=([setup]=600 [smoke]=600 [spec]=600 [bench]=600 [rest]=900)
 elif [[ $SCALE == full ]]; then
   SMALL=()
-  SMOKE_STEPS=${SMOKE_STEPS:-100}; BENCH_STEPS=${BENCH_STEPS:-300}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-12}
+  SMOKE_STEPS=${SMOKE_STEPS:-30}; BENCH_STEPS=${BENCH_STEPS:-300}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-17}
   TABLE_SET=()
   TABLE_PRECISION=${TABLE_PRECISION:-bf16}
 else
   echo "error: SCALE=$SCALE: expected full or tiny" >&2; exit 2
 fi
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(setup smoke table bench)
+[[ ${#stages[@]} -gt 0 ]] || stages=(setup smoke spec bench)
 
 stage_setup() {
   if [[ ! -f $VENV/.installed ]]; then
-    make --no-print-directory setup-offline WHEELS="$WHEELS" VENV="$VENV" PYTHON="$TORCH_PYTHON"
+    "$TORCH_PYTHON" -m install.offline --wheels "$WHEELS" --venv "$VENV"
   fi
   "$PY" -m bench.gpu machine --out "$OUT"
 }
 
 stage_smoke() {
   "$PY" -m bench.gpu smoke --data "$DATA" --steps "$SMOKE_STEPS" --parallel "$SMOKE_PARALLEL" --out "$OUT" \
-    --runs "$RUNS/smoke" ${SMALL[@]+--set "${SMALL[@]}"}
+    --runs "$RUNS/smoke" --workers 1 --budget "$1" ${SMALL[@]+--set "${SMALL[@]}"}
 }
 
-stage_table() {
-  # one sweep folder, its four variants' sweeps at once (each skips what another finished), then
-  # the whole grid once more, which finds every run done and writes the grid into sweep.json
+# SPEC's table into one sweep folder: one sweep per variant at once (each GPU-bound run shares the
+# GPU), then the grid once more, which finds every finished run done and writes sweep.json.
+sweep_table() {
+  local budget=$1; shift
+  local settings=$1; shift
   local sweep=(-m experiments.sweep configs --data "$DATA" --out "$RUNS/spec" --seeds 0 --procs 1
-               --label "SPEC's table, one GPU" --set train.precision="$TABLE_PRECISION"
-               data.workers=$(( cores / 4 > 1 ? cores / 4 - 1 : 0 )) "${TABLE_SET[@]}")
+               --settings $settings --label "SPEC's table, one GPU" --set train.precision="$TABLE_PRECISION"
+               data.workers=$workers "${TABLE_SET[@]}")
   local pids=() variant failed=0
   mkdir -p "$RUNS/spec-logs"
-  for variant in vanilla synthesizer perceiver rope; do
-    "$PY" "${sweep[@]}" --variants "$variant" > "$RUNS/spec-logs/$variant.log" 2>&1 &
+  for variant in "$@"; do
+    timeout --kill-after=30 "$budget" "$PY" "${sweep[@]}" --variants "$variant" \
+      > "$RUNS/spec-logs/$variant-${settings// /-}.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  "$PY" "${sweep[@]}" --variants vanilla synthesizer perceiver rope | tee "$RUNS/spec-logs/all.log" || failed=1
-  tar -C "$RUNS" -czf "$OUT/runs.tar.gz" --exclude=checkpoints --exclude=export spec spec-logs
+  if [[ $failed == 0 ]]; then
+    "$PY" "${sweep[@]}" --variants "$@" | tee "$RUNS/spec-logs/all.log" || failed=1
+  fi
+  tar -C "$RUNS" -czf "$OUT/runs.tar.gz.tmp" --exclude=checkpoints --exclude=export spec spec-logs
+  mv "$OUT/runs.tar.gz.tmp" "$OUT/runs.tar.gz"
   return $failed
+}
+
+stage_spec() { sweep_table "$1" pretrained vanilla rope; }
+
+stage_rest() {
+  sweep_table "$1" "pretrained scratch" synthesizer perceiver vanilla rope
 }
 
 stage_bench() {
   "$PY" -m bench.gpu bench --data "$DATA" --steps "$BENCH_STEPS" --out "$OUT" --runs "$RUNS/bench" \
-    --workers $(( cores > 2 ? cores / 2 : 1 )) ${SMALL[@]+--set "${SMALL[@]}"}
+    --workers $(( cores > 2 ? cores / 2 : 1 )) --budget "$1" ${SMALL[@]+--set "${SMALL[@]}"}
 }
 
-for stage in "${stages[@]}"; do
+status=0
+for request in "${stages[@]}"; do
+  stage=${request%%:*}
   case $stage in
-    setup|smoke|table|bench) echo "== $stage"; "stage_$stage" ;;
-    *) echo "error: bench/gpu.sh: unknown stage '$stage' (setup, smoke, table, bench)" >&2; exit 2 ;;
+    setup|smoke|spec|bench|rest) ;;
+    *) echo "error: bench/gpu.sh: unknown stage '$stage' (setup, smoke, spec, bench, rest)" >&2; exit 2 ;;
   esac
+  budget=${BUDGET[$stage]}
+  [[ $request == *:* ]] && budget=${request#*:}
+  if ! [[ $budget =~ ^[0-9]+$ ]]; then
+    echo "error: bench/gpu.sh: $request: the time box must be whole seconds" >&2; exit 2
+  fi
+  echo "== $stage (time box ${budget} s)"
+  started=$SECONDS
+  if [[ $stage == setup ]]; then
+    timeout --kill-after=10 "$budget" bash -c "$(declare -f stage_setup); $(declare -p VENV TORCH_PYTHON WHEELS PY OUT); stage_setup" || status=1
+    [[ -f $VENV/.installed ]] || { echo "error: bench/gpu.sh: setup did not finish" >&2; exit 1; }
+  else
+    "stage_$stage" "$budget" || status=1
+  fi
+  echo "== $stage took $(( SECONDS - started )) s"
 done
+exit $status

@@ -1,9 +1,14 @@
 """Who am I in the job: rank detection, process-group start-up, and the rank-0 rule for output.
 
 One training script runs under every launcher. `deepspeed` and `torchrun` set RANK, WORLD_SIZE
-and LOCAL_RANK; under `srun` alone, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID say the same;
-a plain `python` run is world size 1. DeepSpeed wants the torchrun variables (without them it
-tries MPI discovery), so they are filled in from whichever source is present.
+and LOCAL_RANK (and the processes on this node: torchrun as LOCAL_WORLD_SIZE, deepspeed as
+LOCAL_SIZE); under `srun` alone, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID say the same; a
+plain `python` run is world size 1. DeepSpeed wants the torchrun variables (without them it tries
+MPI discovery), so they are filled in from whichever source is present.
+
+Which GPU: a process that sees all of its node's GPUs takes the one at its local rank; a task that
+srun bound to its own GPUs (--gpus-per-task, --gpu-bind, per-task device cgroups) sees only those,
+numbered from 0, and takes the first (tests/test_launcher_environments.py: one row per launcher).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import socket
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +38,7 @@ class DistributedContext:
     world_size: int
     local_world_size: int
     launcher: str  # "launcher env" (deepspeed, torchrun), "slurm" or "single"
+    gpus_on_node: int | None = None  # the srun step's GPUs on this node (SLURM_GPUS_ON_NODE), under srun alone
 
     @property
     def is_main(self) -> bool:
@@ -46,13 +52,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def local_world_size(env: Mapping[str, str], world: int) -> int:
+    """How many processes run on this node, under a launcher that sets RANK and WORLD_SIZE.
+
+    torchrun says LOCAL_WORLD_SIZE. DeepSpeed's launcher (deepspeed/launcher/launch.py, which the
+    `deepspeed` runner starts on one node and, through pdsh, on each of several) says LOCAL_SIZE,
+    with CROSS_SIZE nodes, and no LOCAL_WORLD_SIZE. WORLD_SIZE is this node's count only on one
+    node: on 2 nodes x 8 GPUs it would make 16 processes of this node's 8 and refuse the launch.
+    """
+    for name in ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"):
+        if env.get(name):
+            return int(env[name])
+    nodes = int(env.get("GROUP_WORLD_SIZE") or env.get("CROSS_SIZE") or 1)  # torchrun's, deepspeed's node count
+    if nodes > 1:
+        raise ValueError(f"WORLD_SIZE={world} on {nodes} nodes, but neither LOCAL_WORLD_SIZE nor LOCAL_SIZE says "
+                         "how many processes run on this one: set LOCAL_WORLD_SIZE")
+    return world
+
+
+def slurm_gpus_on_node(env: Mapping[str, str]) -> int | None:
+    """The GPUs of this srun step on this node, which tells a bound task from one that sees them all.
+
+    slurmstepd sets SLURM_GPUS_ON_NODE in every task to the step's GPU count on the node, bound or
+    not ("Number of GPUs available to the step on this node", srun(1) OUTPUT ENVIRONMENT VARIABLES;
+    counted from the step's allocation, not the task's, in src/plugins/gres/common/gres_common.c
+    since 22.05), while binding (--gpus-per-task, which implies --gpu-bind=per_task:N;
+    --gpu-bind=single:1; ConstrainDevices=yes) narrows the task's CUDA_VISIBLE_DEVICES and
+    SLURM_STEP_GPUS to its own. None without GPUs in the step (slurmstepd then unsets it).
+    SLURM_GPUS_PER_TASK is no evidence: SLURM stopped exporting it in 23.11 (SLURM_TRES_PER_TASK).
+    """
+    value = env.get("SLURM_GPUS_ON_NODE", "")
+    return int(value) if value.isdigit() else None
+
+
 def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
-    """Read rank and world size from the launcher's variables and export the torchrun ones."""
+    """Read rank and world size from the launcher's variables and export the torchrun ones.
+
+    A launcher's RANK wins over SLURM's: torchrun (or deepspeed) inside one srun task per node
+    starts one process per GPU, and SLURM's variables there describe the launcher's task."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
         world = int(env["WORLD_SIZE"])
         context = DistributedContext(
-            int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), world, int(env.get("LOCAL_WORLD_SIZE", world)), "launcher env"
+            int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), world, local_world_size(env, world), "launcher env"
         )
     elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
         context = DistributedContext(
@@ -61,6 +103,7 @@ def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
             int(env["SLURM_NTASKS"]),
             slurm_job.tasks_on_this_node(env),
             "slurm",
+            slurm_gpus_on_node(env),
         )
         if "MASTER_ADDR" not in env:  # looked up only when needed: it may ask slurmctld
             env["MASTER_ADDR"] = slurm_job.head_address(env)
@@ -108,11 +151,34 @@ def processes_per_node() -> int:
     return visible_gpus() or 2
 
 
+def bound_to_own_gpus(context: DistributedContext, gpus: int) -> bool:
+    """Whether srun bound this task to its own share of the node's GPUs, so that the `gpus` it sees
+    are its alone and its GPU is cuda:0, whatever its SLURM_LOCALID.
+
+    The evidence is the step's GPU count on this node (slurm_gpus_on_node) above what this task
+    sees: SLURM narrowed its view. Only a task srun started itself counts: under torchrun or
+    deepspeed the launcher placed the processes, and a narrowed view (deepspeed --include) is then
+    one all its processes share. Shares that cannot all be distinct (more tasks than GPUs, as
+    --gpu-bind=single:2 gives) would put two ranks on one GPU, which NCCL refuses: refused here.
+    """
+    node = context.gpus_on_node
+    if context.launcher != "slurm" or node is None or gpus >= node:
+        return False
+    if context.local_world_size * gpus > node:
+        raise ConfigError(
+            f"distributed.device: {context.local_world_size} processes on this node share its {node} GPUs "
+            f"({gpus} visible to each): bind one GPU per task (srun --ntasks-per-node {node} --gpus-per-task 1), "
+            f"or set distributed.device=cpu to run the {context.local_world_size} processes on CPUs (gloo)")
+    return True
+
+
 def choose_device(requested: str, context: DistributedContext, gpus: int) -> torch.device:
     """distributed.device for this rank: one process per GPU, CPUs when asked or when no GPU is visible.
 
-    More processes on a node than visible GPUs is refused (two ranks on one GPU would share its
-    memory and contend for it, and NCCL refuses two ranks on one device) with what to do instead.
+    `gpus` is what this process sees (visible_gpus). Seeing the node's GPUs, it takes the one at
+    its local rank; bound by srun to its own, the first of them. More processes on a node than
+    visible GPUs, without such binding, is refused (two ranks on one GPU would share its memory and
+    contend for it, and NCCL refuses two ranks on one device) with what to do instead.
     """
     if requested == "cpu" or (requested == "auto" and gpus == 0):
         return torch.device("cpu")
@@ -120,6 +186,8 @@ def choose_device(requested: str, context: DistributedContext, gpus: int) -> tor
         raise ConfigError("distributed.device: cuda, but no CUDA device is visible "
                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
                           "set distributed.device=cpu to train on CPUs")
+    if bound_to_own_gpus(context, gpus):
+        return torch.device("cuda", 0)
     if context.local_world_size > gpus:
         plural = "s" if gpus > 1 else ""
         raise ConfigError(
@@ -127,6 +195,22 @@ def choose_device(requested: str, context: DistributedContext, gpus: int) -> tor
             f"launch one process per GPU (torchrun --nproc_per_node {gpus}, deepspeed --num_gpus {gpus}), "
             f"or set distributed.device=cpu to run the {context.local_world_size} processes on CPUs (gloo)")
     return torch.device("cuda", context.local_rank)
+
+
+def claim_device(requested: str, context: DistributedContext, gpus: int,
+                 environ: dict[str, str] | None = None) -> torch.device:
+    """choose_device, and LOCAL_RANK pointed at the chosen GPU for DeepSpeed.
+
+    DeepSpeed takes LOCAL_RANK as this process's CUDA ordinal (the engine's set_device(LOCAL_RANK),
+    ZeRO-3's local_device): a task srun bound to its own GPU trains on cuda:0 whatever its
+    SLURM_LOCALID, so LOCAL_RANK says 0 there, as torchrun --virtual-local-rank does; elsewhere it
+    already equals the ordinal. context.local_rank keeps the process's place on its node.
+    """
+    env = os.environ if environ is None else environ
+    device = choose_device(requested, context, gpus)
+    if device.type == "cuda":
+        env["LOCAL_RANK"] = str(device.index)
+    return device
 
 
 def choose_backend(requested: str, device: torch.device) -> str:
@@ -153,7 +237,7 @@ def start(context: DistributedContext, backend: str, timeout_minutes: float, dev
     from deepspeed.utils import logger as ds_logger
 
     ds_logger.setLevel(logging.ERROR)
-    device = choose_device(device_setting, context, visible_gpus())
+    device = claim_device(device_setting, context, visible_gpus())
     backend = choose_backend(backend, device)
     share_cpu_threads(context, device)
     if device.type == "cuda":

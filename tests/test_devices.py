@@ -1,7 +1,9 @@
 """Which device each rank trains on: one process per visible GPU, CPUs when asked or when none is.
 
 A GPU cannot exist here, so the choice is a function of the visible GPU count, tested with counts a
-GPU machine would show; the refusals that need no GPU run through the real launcher.
+GPU machine would show; the refusals that need no GPU run through the real launcher. Which GPU each
+launcher's processes take (deepspeed, torchrun, srun with and without GPU binding) is one table in
+tests/test_launcher_environments.py.
 """
 
 from __future__ import annotations
@@ -18,16 +20,6 @@ from test_launcher_errors import one_error_line
 
 def rank(local_rank: int, local_world_size: int) -> DistributedContext:
     return DistributedContext(local_rank, local_rank, local_world_size, local_world_size, "launcher env")
-
-
-@pytest.mark.parametrize("gpus, local_rank, ranks, expected", [
-    (0, 0, 2, "cpu"),          # no GPU visible: CPU processes
-    (1, 0, 1, "cuda:0"),       # one process per GPU
-    (8, 5, 8, "cuda:5"),
-    (2, 1, 1, "cuda:1"),       # fewer processes than GPUs: each takes its local rank's GPU
-])
-def test_auto_gives_each_rank_its_own_gpu_or_the_cpus(gpus, local_rank, ranks, expected):
-    assert choose_device("auto", rank(local_rank, ranks), gpus) == torch.device(expected)
 
 
 def test_more_processes_than_gpus_is_refused_with_what_to_do():
