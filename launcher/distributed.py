@@ -118,7 +118,7 @@ def detect_context(environ: dict[str, str] | None = None) -> DistributedContext:
 
 
 def prepare_environment(context: DistributedContext, device: str = "auto") -> None:
-    """Quiet DeepSpeed's start-up and per-step chatter and torch.distributed's deprecation noise;
+    """Quiet DeepSpeed's start-up and per-step chatter (its warnings stay, from rank 0) and torch.distributed's deprecation noise;
     keep DeepSpeed's JIT-built ops in the environment, so only the first run ever builds them.
     DeepSpeed picks its accelerator once, at import: the one `device` (distributed.device) trains on."""
     on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -126,8 +126,16 @@ def prepare_environment(context: DistributedContext, device: str = "auto") -> No
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
     warnings.filterwarnings("ignore", message=r".*TypedStorage is deprecated.*")
-    for name in ("DeepSpeed", "deepspeed", "torch.distributed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed").setLevel(logging.ERROR)
+    for name in ("DeepSpeed", "deepspeed"):
+        logging.getLogger(name).setLevel(deepspeed_log_level(context))
+
+
+def deepspeed_log_level(context: DistributedContext) -> int:
+    """DeepSpeed's INFO lines are per-step and start-up chatter; its warnings (an autocast it turned
+    off, memory pressure, a checkpoint it could not read whole) reach the run's log from rank 0,
+    where every rank would print the same line."""
+    return logging.WARNING if context.is_main else logging.ERROR
 
 
 @contextlib.contextmanager
@@ -236,7 +244,7 @@ def start(context: DistributedContext, backend: str, timeout_minutes: float, dev
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
-    ds_logger.setLevel(logging.ERROR)
+    ds_logger.setLevel(deepspeed_log_level(context))
     device = claim_device(device_setting, context, visible_gpus())
     backend = choose_backend(backend, device)
     share_cpu_threads(context, device)

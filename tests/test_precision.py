@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from conftest import CONFIGS, STEPS, pretrain_overrides
 from launch import ROOT, check, launch, losses, metrics, worker_env
 from launcher.config import ConfigError
+from launcher.distributed import free_port
 from launcher.precision import ComputeDtypeCheck
 from model import GPT, VARIANTS
 from models import small_config
@@ -106,6 +107,24 @@ def test_linear_layers_inside_the_engine_compute_in_the_modes_dtype(world, tmp_p
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     check(result)
     assert json.loads(probe.read_text()) == [dtype]
+
+
+def test_deepspeeds_warnings_reach_the_run_log_from_rank_0_alone(world, tmp_path):
+    """The old way, an outer autocast around the engine, under the GPU's answer to the autocast check:
+    DeepSpeed turns autocast off and warns. Its warning must be in the run's output, once (rank 0),
+    while its INFO chatter stays out; the products then are fp32, as they were on GPUs."""
+    probe, run = tmp_path / "dtypes.json", tmp_path / "run"
+    overrides = pretrain_overrides(world, run, "train.max_steps=2")
+    env = {**worker_env(), "AUTOCAST_PROBE_OUT": str(probe), "AUTOCAST_PROBE_AS_CUDA": "1", "AUTOCAST_PROBE_OUTER": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             str(free_port()), str(ROOT / "tests" / "autocast_probe.py"), "--config",
+                             str(CONFIGS / "pretrain.yaml"), "--set", *overrides],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    check(result)
+    output = result.stdout + result.stderr
+    assert output.count("torch.autocast is enabled outside DeepSpeed but disabled within the DeepSpeed engine") == 1
+    assert "[INFO]" not in output
+    assert json.loads(probe.read_text()) == ["float32"]
 
 
 def test_a_run_whose_products_are_not_in_its_precision_stops_with_one_line():
