@@ -51,7 +51,7 @@ def test_overrides_keep_types_and_the_resolved_config_round_trips(tmp_path):
         (["train.zero_stag=1"], "pretrain.yaml: train.zero_stag: unknown key"),
         (["surprise=1"], "pretrain.yaml: surprise: unknown key"),
         (["train.zero_stage=4"], "train.zero_stage: Input should be 0, 1, 2 or 3 (got 4)"),
-        (["train.precision=fp8"], "train.precision: Input should be 'fp32', 'tf32' or 'bf16' (got 'fp8')"),
+        (["train.precision=fp8"], "train.precision: Input should be 'fp32', 'tf32', 'bf16' or 'fp16' (got 'fp8')"),
         (["train.global_batch_size=-3"], "train.global_batch_size: Input should be greater than or equal to 1"),
         (["model.n_embd=100"], "model.n_embd: 100 is not divisible by model.n_head (8)"),
         (["data.corpus=null"], "data.corpus: required to pretrain"),
