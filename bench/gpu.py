@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(table_lines(rows)))
         failed = [r for r in rows if not r["ok"]]
         for r in failed:
-            print(f"error: smoke {r['variant']} {r['precision']}: {r['error']}", file=sys.stderr)
+            print(f"error: smoke {r['variant']} {r['precision']}: {r.get('error', 'finished without resuming through the universal checkpoint')}",
+                  file=sys.stderr)
         return 1 if failed else 0
     result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline)
     print("\n".join(table_lines(result["runs"])))

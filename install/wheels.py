@@ -8,11 +8,13 @@ distributions, torch and what only torch needs left out. DeepSpeed is published 
 distribution only; its wheel is built here, pure Python (no op is compiled ahead: DeepSpeed builds
 what it needs on first use). Compiled packages (pydantic's core, numpy, ...) come as wheels for this
 interpreter and for each `--python` version asked for (manylinux x86-64), so one folder serves this
-machine and, say, a GPU image's Python 3.12.
+machine and, say, a GPU image's Python 3.12. pyproject's build-system requirements (setuptools,
+pinned to the version installed here) always go in, `--only` too: the offline install builds
+spangpt's editable install with them where the target environment has no setuptools that will do.
 
     python -m install.wheels wheels --python 3.12
     python -m install.wheels .whl --python 3.12 --only deepspeed pydantic pydantic-core annotated-types \\
-        typing-inspection hjson     # what this workplace's GPU image lacks
+        typing-inspection typing-extensions hjson     # what this workplace's GPU image lacks
 """
 
 from __future__ import annotations
@@ -73,20 +75,44 @@ def pip(*args: str) -> None:
 
 
 def build_requirements() -> list[str]:
-    """pyproject.toml's build-system requirements: the offline editable install builds spangpt with them."""
+    """pyproject.toml's build-system requirements, each pinned to the version installed here where that
+    satisfies it (else as written: the newest that does). The offline install builds spangpt's editable
+    install with them where the target environment lacks them, so the folder always holds them."""
     import tomllib
 
+    from packaging.requirements import Requirement
+
     with open(ROOT / "pyproject.toml", "rb") as f:
-        return list(tomllib.load(f)["build-system"]["requires"])
+        requires = list(tomllib.load(f)["build-system"]["requires"])
+    pinned = []
+    for line in requires:
+        requirement = Requirement(line)
+        try:
+            here = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            here = None
+        satisfied = here is not None and requirement.specifier.contains(here, prereleases=True)
+        pinned.append(f"{canonical(requirement.name)}=={here}" if satisfied else line)
+    return pinned
+
+
+def with_build_requirements(pinned: list[str]) -> list[str]:
+    """`pinned` and the build requirements it does not already name."""
+    from packaging.requirements import Requirement
+
+    named = {canonical(Requirement(p).name) for p in pinned}
+    return pinned + [b for b in build_requirements() if canonical(Requirement(b).name) not in named]
 
 
 def collect(directory: Path, pythons: list[str], only: list[str] | None) -> list[str]:
-    """Build DeepSpeed's wheel and download the others for this interpreter and each of `pythons`."""
+    """Build DeepSpeed's wheel and download the others for this interpreter and each of `pythons`: the
+    closure of spangpt's requirements, or `only` those, and in either case the build requirements."""
     if only:
-        pinned = [f"{canonical(name)}=={installed_version(canonical(name))}" for name in only]
+        pinned = [f"{canonical(name)}=={installed_version(canonical(name))}" for name in dict.fromkeys(only)]
     else:
         wanted = closure([PROJECT], {"test"})
-        pinned = [f"{name}=={version}" for name, version in sorted(wanted.items())] + build_requirements()
+        pinned = [f"{name}=={version}" for name, version in sorted(wanted.items())]
+    pinned = with_build_requirements(pinned)
     directory.mkdir(parents=True, exist_ok=True)
     built = [p for p in pinned if p.startswith("deepspeed==")]
     downloaded = [p for p in pinned if not p.startswith("deepspeed==")]
