@@ -9,7 +9,7 @@ AdamW on CUDA) at SPEC's model size and batch (configs/pretrain.yaml), with data
 copies on a GPU); the trainer itself stops a run whose Linear layers do not compute in the
 precision's dtype, so a smoke row that finished passed that check. The smoke runs its runs
 together, to fail fast, and adds a ZeRO-1 run resumed through DeepSpeed's universal checkpoint at
-world size 1 (the optimizer state is checked to sit on its parameter's device after loading). The
+world size 1, in fp16 (the optimizer state is checked to sit on its parameter's device after loading). The
 benchmark runs one after another, the most wanted rows first (bf16 for every variant, then the
 other precisions), so each has the device to itself. Tokens/s is the steady rate after the first
 logging window. MFU counts each variant's own matmul FLOPs over the positions a step computes
@@ -141,22 +141,23 @@ class Rows:
 
 def universal_resume(data: DataSet, runs: Path, steps: int, workers: int, overrides: list[str],
                      deadline: Deadline) -> dict:
-    """A ZeRO-1 bf16 run that checkpoints halfway, then resumes through the universal format at world
-    size 1 (train.resume_universal): the path that left fused AdamW's `step` on the CPU."""
+    """A ZeRO-1 fp16 run that checkpoints halfway, then resumes through the universal format at world
+    size 1 (train.resume_universal): the path that left fused AdamW's `step` on the CPU, with the ZeRO
+    optimizers' own loss scale (launcher/loss_scale.py) saved and restored across it."""
     run_dir, half = runs / "smoke-universal-resume", max(1, steps // 2)
     zero1 = [*overrides, "train.zero_stage=1", f"train.checkpoint_every={half}"]
-    first = run_one(data, run_dir, "vanilla", "bf16", half, max(1, half // 2), workers, zero1, deadline)
+    first = run_one(data, run_dir, "vanilla", "fp16", half, max(1, half // 2), workers, zero1, deadline)
     if not first["ok"]:
         return {**first, "variant": "vanilla ZeRO-1 universal resume"}
-    resumed = [o for o in train_command(data, run_dir, "vanilla", "bf16", steps, 1, workers, zero1) if o != "train.resume=never"]
+    resumed = [o for o in train_command(data, run_dir, "vanilla", "fp16", steps, 1, workers, zero1) if o != "train.resume=never"]
     left = deadline.left()
     try:
         result = subprocess.run([*resumed, "train.resume=required", "train.resume_universal=true"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=None if left is None else max(left, 1))
     except subprocess.TimeoutExpired:
-        return {"variant": "vanilla ZeRO-1 universal resume", "precision": "bf16", "ok": False,
+        return {"variant": "vanilla ZeRO-1 universal resume", "precision": "fp16", "ok": False,
                 "error": "stopped at the stage's --budget"}
-    row = {"variant": "vanilla ZeRO-1 universal resume", "precision": "bf16", "steps": steps, "ok": result.returncode == 0,
+    row = {"variant": "vanilla ZeRO-1 universal resume", "precision": "fp16", "steps": steps, "ok": result.returncode == 0,
            "resumed": f"resumed from step{half:08d}" in result.stdout,
            "universal": (run_dir / "checkpoints" / f"step{half:08d}_universal").is_dir()}
     if not result.returncode == 0:

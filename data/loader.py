@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -160,7 +161,8 @@ class WorkerLoader(Loader):
         chunks = _MicroBatchChunks(stream, stream.position, steps_per_chunk)
         self.loader = torch.utils.data.DataLoader(
             chunks, batch_size=None, sampler=itertools.count(), num_workers=workers, prefetch_factor=4,
-            pin_memory=device.type == "cuda", persistent_workers=False, multiprocessing_context=_start_method())
+            pin_memory=device.type == "cuda", persistent_workers=False, multiprocessing_context=_start_method(),
+            worker_init_fn=_leave_stop_signals_to_the_trainer)
         self.chunks: Iterator | None = iter(self.loader)
         self.pending: list[Batch] = []
 
@@ -183,6 +185,14 @@ class WorkerLoader(Loader):
     def close(self) -> None:
         self.chunks = None  # the DataLoader's iterator ends its worker processes when dropped
         self.pending = []
+
+
+def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
+    """A stop signal (scancel's SIGTERM to every process of a step, a time box's to its process group)
+    is the trainer's to act on: it saves a checkpoint at the next step and then ends these workers
+    itself. A worker that died of it first would make the trainer's next batch a crash."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):  # launcher/preemption.py's STOP_SIGNALS
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _start_method() -> str:

@@ -30,6 +30,7 @@ import torch
 from launcher.config import TrainConfig
 
 GROWTH_FACTOR, BACKOFF_FACTOR, GROWTH_INTERVAL = 2.0, 0.5, 2000  # torch.amp.GradScaler's defaults
+MIN_SCALE = 1.0  # DeepSpeed's own dynamic scaler stops here too: below it, overflows are not the scale's doing
 
 
 class LossScale(Protocol):
@@ -120,6 +121,16 @@ class ZeroLossScale:
         self.scale, self.growth_tracker = float(state["scale"]), int(state["growth_tracker"])
         self.skipped = int(state["skipped"])
         self.optimizer.override_loss_scale(self.scale)
+
+
+def check(scale: LossScale) -> None:
+    """Stop a run whose gradients overflow at every scale (a NaN in the model, say): halving on,
+    the scale would reach 0 and every later step would update from zero gradients."""
+    if scale.current() < MIN_SCALE:
+        from launcher.config import ConfigError
+
+        raise ConfigError(f"train.precision: fp16, but the loss scale fell below {MIN_SCALE:g} after {scale.skipped} "
+                          "skipped steps: the gradients are not finite at any scale; train in bf16 or fp32")
 
 
 def for_engine(engine, train: TrainConfig) -> LossScale | None:

@@ -75,10 +75,10 @@ class ComputeDtypeCheck:
     whose bf16 is really fp32 (an outer autocast switched off by DeepSpeed, say) stops at step 1.
     """
 
-    def __init__(self, module: torch.nn.Module, precision: str) -> None:
+    def __init__(self, module: torch.nn.Module, precision: str, enabled: bool = True) -> None:
         self.precision = precision
         self.seen: torch.dtype | None = None
-        linear = next((m for m in module.modules() if isinstance(m, torch.nn.Linear)), None)
+        linear = next((m for m in module.modules() if isinstance(m, torch.nn.Linear)), None) if enabled else None
         self.handle = linear.register_forward_hook(self._record) if linear is not None else None
 
     def _record(self, _module, _inputs, output) -> None:

@@ -110,7 +110,8 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
         set_rng_state(client["rng"])
         if scale is not None and "loss_scale" in client:
             scale.load_state_dict(client["loss_scale"])
-    dtype_check = precision_mode.ComputeDtypeCheck(engine.module, train_cfg.precision)
+    # (a compiled module gets no hook: removing it mid-forward would recompile; the smoke runs uncompiled)
+    dtype_check = precision_mode.ComputeDtypeCheck(engine.module, train_cfg.precision, enabled=not train_cfg.compile)
     accumulation = engine.gradient_accumulation_steps()
     print_main(context, (
         f"{run.phase}: world size {context.world_size} ({context.launcher}), ZeRO {train_cfg.zero_stage}, "
@@ -191,6 +192,8 @@ def log_step(logger: RunLogger, engine, context: DistributedContext, step: int, 
         values["train/loss_scale"] = scale.current()
         values["train/skipped_steps"] = float(scale.skipped)
     logger.scalars(step, values)
+    if scale is not None:
+        loss_scaling.check(scale)
 
 
 def optimizer_step(engine, loader: Loader, seed: int, device: torch.device, scale: loss_scaling.LossScale | None,
