@@ -247,6 +247,8 @@ def start(context: DistributedContext, backend: str, timeout_minutes: float, dev
     ds_logger.setLevel(deepspeed_log_level(context))
     device = claim_device(device_setting, context, visible_gpus())
     backend = choose_backend(backend, device)
+    if context.world_size > context.local_world_size:  # several nodes: the collectives cross a network
+        choose_network(context, os.environ)
     share_cpu_threads(context, device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -261,7 +263,36 @@ def start(context: DistributedContext, backend: str, timeout_minutes: float, dev
                                              rank=context.rank, world_size=context.world_size, timeout=timeout)
     with rank_zero_stdout(context):
         deepspeed.init_distributed(dist_backend=backend, timeout=timeout, dist_init_required=not torch.distributed.is_initialized())
+    give_deepspeed_the_timeout(context, timeout)
     return device
+
+
+def give_deepspeed_the_timeout(context: DistributedContext, timeout: datetime.timedelta) -> None:
+    """DeepSpeed reduces gradients over its own clone of the world group (deepspeed.utils.groups,
+    _clone_world_group), made by torch.distributed.new_group without a timeout: torch's default
+    (30 minutes for gloo, 10 for NCCL), not distributed.timeout_minutes. Across a network partition
+    a rank then waits that long. Made here first, with the run's timeout, DeepSpeed uses this one."""
+    from deepspeed.utils import groups
+
+    if groups._WORLD_GROUP is None:
+        groups._WORLD_GROUP = torch.distributed.new_group(ranks=list(range(context.world_size)), timeout=timeout)
+
+
+def choose_network(context: DistributedContext, environ: dict[str, str]) -> None:
+    """A multi-node job's interface towards the rendezvous (launcher/network.py), said once by rank 0;
+    under SLURM a rendezvous on loopback is refused when the nodes are not all this host."""
+    from launcher import network
+
+    head = environ.get("MASTER_ADDR", "127.0.0.1")
+    if environ.get("SLURM_JOB_NODELIST"):
+        try:
+            slurm_job.check_rendezvous(environ, head)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    line = network.choose_interface(head, environ)
+    if context.is_main:
+        print(f"distributed: {context.world_size} ranks on {context.world_size // context.local_world_size} nodes; {line}",
+              flush=True)
 
 
 def barrier() -> None:

@@ -137,6 +137,35 @@ def head_address(env: Mapping[str, str]) -> str:
     return match.group(1) if match else head
 
 
+def node_addresses(env: Mapping[str, str]) -> dict[str, str]:
+    """{node: NodeAddr} of the job's nodes, from one `scontrol show node`; empty where scontrol cannot say."""
+    nodelist = _nodelist(env)
+    if nodelist is None:
+        return {}
+    hosts = set((_scontrol(env, "show", "hostnames", nodelist) or "").split() or expand_hostlist(nodelist))
+    found = {}
+    for block in (_scontrol(env, "show", "node") or "").split("\n\n"):
+        name, address = re.search(r"\bNodeName=(\S+)", block), re.search(r"\bNodeAddr=(\S+)", block)
+        if name and address and name.group(1) in hosts:
+            found[name.group(1)] = address.group(1)
+    return found
+
+
+def check_rendezvous(env: Mapping[str, str], head: str) -> None:
+    """Refuse, as a ValueError, a rendezvous on a loopback address in a job of several nodes
+    (launcher/network.py says when loopback is right: every node is this host)."""
+    from launcher.network import loopback_rendezvous, resolve
+
+    nodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1)
+    try:
+        address = resolve(head)
+    except OSError:  # not a loopback name, at least; the launcher reports a name nobody can resolve
+        return
+    problem = loopback_rendezvous(head, address, nodes, node_addresses(env) if nodes > 1 else None)
+    if problem is not None:
+        raise ValueError(f"rendezvous: {problem}")
+
+
 def rendezvous_port(job_id: int | str) -> int:
     """A port every node of the job derives alike without talking: 20000 + job id mod 20000.
     Jobs sharing a head node collide only when their ids differ by a multiple of 20000."""
@@ -190,7 +219,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if args.command == "rendezvous":
             if "SLURM_JOB_ID" not in env:
                 raise ValueError("SLURM_JOB_ID is not set: rendezvous runs inside a SLURM job")
-            print(f"{head_address(env)}:{rendezvous_port(env['SLURM_JOB_ID'])}")
+            head = head_address(env)
+            check_rendezvous(env, head)
+            print(f"{head}:{rendezvous_port(env['SLURM_JOB_ID'])}")
         else:
             print(_run_dir(args.config, args.overrides))
     except ValueError as exc:  # launcher.config's ConfigError is a ValueError

@@ -24,3 +24,15 @@ def test_stop_releases_deepspeeds_process_groups():
     for report in reports:
         assert "_WORLD_GROUP" in report["before"]  # the engine made DeepSpeed clone the world group
         assert report["after"] == [], report
+
+
+def test_deepspeeds_own_world_group_times_out_after_distributed_timeout_minutes():
+    """DeepSpeed reduces gradients over a clone of the world group that torch would give its default
+    timeout (30 minutes for gloo): behind a network partition a rank waited that long, not
+    distributed.timeout_minutes. The clone is made with the run's timeout (3 s here)."""
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             str(free_port()), str(ROOT / "tests" / "timeout_worker.py")],
+                            cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=90)
+    [line] = [json.loads(text) for text in result.stdout.splitlines() if text.startswith("{")]
+    assert line["outcome"] != "completed" and "Timed out" in line["outcome"], line
+    assert line["waited"] < 9, line

@@ -7,18 +7,15 @@ why. Jobs run in a copy of the working tree, so their runs/ and worlds/ never to
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from slurm.job import rendezvous_port
+from slurm_cluster import checkout, job_state, running_cluster, submit_pipeline, wait_for  # noqa: F401 (fixture)
 
 CPU_JOB = ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=20"]
 TINY = ["model.n_embd=32", "model.n_head=2", "train.log_every=1"]
@@ -26,49 +23,9 @@ TINY = ["model.n_embd=32", "model.n_head=2", "train.log_every=1"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if shutil.which("slurmctld") is None or shutil.which("munged") is None:
-        pytest.skip("SLURM tests need Debian's slurm-wlm and munge (apt-get install slurm-wlm munge; .ci/run does)")
-    if os.geteuid() != 0:
-        pytest.skip("the emulated cluster runs munged and slurmd as root")
-    state = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "SPANGPT_CLUSTER_DIR": str(state)}
-    subprocess.run(["bash", str(ROOT / "slurm" / "local-cluster.sh"), "start"], env=env, check=True, timeout=120)
-    yield {**env, "SLURM_CONF": str(state / "slurm.conf"), "SPANGPT_PYTHON": sys.executable}
-    subprocess.run(["bash", str(ROOT / "slurm" / "local-cluster.sh"), "stop"], env=env, timeout=120)
-
-
-@pytest.fixture
-def checkout(tmp_path) -> Path:
-    """The working tree's files (tracked and new, not ignored), as a user's clone would have them."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, tmp_path / name)
-    return tmp_path
-
-
-def job_state(env: dict, job: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True, check=True).stdout
-    return dict(re.findall(r"(\w+)=(\S*)", out))
-
-
-def wait_for(env: dict, job: str, states: set[str], timeout: float = 400) -> dict[str, str]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        info = job_state(env, job)
-        if info["JobState"] in states:
-            return info
-        time.sleep(2)
-    raise AssertionError(f"job {job} still {info['JobState']} ({info.get('Reason')}) after {timeout} s")
-
-
-def submit_pipeline(env: dict, checkout: Path, *overrides: str) -> dict[str, str]:
-    result = subprocess.run(["bash", "slurm/pipeline.sh", "--demo", "--set", *overrides], cwd=checkout, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return dict(re.findall(r"^(pretrain|finetune|evaluate) (\d+) ->", result.stdout, re.M))
+    """The emulated cluster in its loopback mode: both nodes on 127.0.0.1 (tests/test_cluster_network.py
+    runs the namespaced one)."""
+    yield from running_cluster(tmp_path_factory, "loopback")
 
 
 def test_pipeline_runs_three_chained_jobs_on_two_nodes(cluster, checkout):
