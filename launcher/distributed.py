@@ -19,6 +19,7 @@ import gc
 import io
 import logging
 import os
+import re
 import socket
 import sys
 import warnings
@@ -293,6 +294,22 @@ def choose_network(context: DistributedContext, environ: dict[str, str]) -> None
     if context.is_main:
         print(f"distributed: {context.world_size} ranks on {context.world_size // context.local_world_size} nodes; {line}",
               flush=True)
+
+
+def collective_failure(exc: RuntimeError, timeout_minutes: float) -> str | None:
+    """One line for a collective that failed because a peer went away (a partition, a lost node), or
+    None for any other error. gloo and NCCL say it with a source location first and a peer address
+    or a timeout inside; the line keeps what names the peer or the wait."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not (isinstance(exc, torch.distributed.DistError) or re.search(r"gloo|NCCL|Timed out|Connection (closed|reset)", message)):
+        return None
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", message)  # gloo's [file.cc:line] prefix
+    if re.search(r"Timed out|timed out|timeout", detail):
+        return f"a collective did not complete within distributed.timeout_minutes ({timeout_minutes:g}): {detail}"
+    peer = re.search(r"\[([0-9a-fA-F.:]+)\]:(\d+)", detail)
+    if peer:
+        return f"lost its peer at {peer.group(1)}:{peer.group(2)} ({detail})"
+    return f"a collective failed: {detail}"
 
 
 def barrier() -> None:

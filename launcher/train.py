@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         if context.is_main:
             print(f"error: {exc.filename or 'output'}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # a collective that lost its peers: every rank says so, each its own way
+        line = distributed.collective_failure(exc, config.distributed.timeout_minutes)
+        if line is None:
+            raise
+        print(f"error: rank {context.rank}: {line}", file=sys.stderr, flush=True)
+        return 1
     finally:
         distributed.stop()
     return 0

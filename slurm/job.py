@@ -206,6 +206,14 @@ def _run_dir(configs: list[str], overrides: list[str]) -> str:
     return str(load_config(configs, overrides).run_dir)
 
 
+def _timeout_seconds(configs: list[str], overrides: list[str]) -> int:
+    """distributed.timeout_minutes of the resolved config, in whole seconds (at least 1): the scripts
+    give torchrun's rendezvous the same bound, so its agents do not outwait the trainers."""
+    from launcher.config import load_config
+
+    return max(1, round(load_config(configs, overrides).distributed.timeout_minutes * 60))
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = _Parser(prog="python -m slurm.job", description=__doc__.splitlines()[0])
@@ -214,6 +222,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     run_dir = commands.add_parser("run-dir", help="print the run_dir of the resolved config")
     run_dir.add_argument("--config", required=True, nargs="+")
     run_dir.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+    timeout = commands.add_parser("timeout", help="print distributed.timeout_minutes of the resolved config, in seconds")
+    timeout.add_argument("--config", required=True, nargs="+")
+    timeout.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
         if args.command == "rendezvous":
@@ -222,6 +233,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             head = head_address(env)
             check_rendezvous(env, head)
             print(f"{head}:{rendezvous_port(env['SLURM_JOB_ID'])}")
+        elif args.command == "timeout":
+            print(_timeout_seconds(args.config, args.overrides))
         else:
             print(_run_dir(args.config, args.overrides))
     except ValueError as exc:  # launcher.config's ConfigError is a ValueError

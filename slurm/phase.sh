@@ -30,6 +30,9 @@ run_phase() {
   (( ${#CONFIGS[@]} )) || CONFIGS=("$default_config")
   set_args "${OVERRIDES[@]}"
   RUN_DIR=$("$PY" -m slurm.job run-dir --config "${CONFIGS[@]}" "${SET_ARGS[@]}") || exit 2
+  # torchrun's rendezvous and store waits bounded by the trainers' collective timeout (distributed.timeout_minutes;
+  # torch's own defaults, 600/60/30 s, where it is longer): behind a partition an agent would outwait its trainer
+  local timeout; timeout=$("$PY" -m slurm.job timeout --config "${CONFIGS[@]}" "${SET_ARGS[@]}") || exit 2
   mkdir -p "$RUN_DIR/slurm"
   local run_dir_abs; run_dir_abs=$(cd "$RUN_DIR" && pwd -P)
   if [[ $(readlink -f "/proc/$$/fd/1" 2>/dev/null) != "$run_dir_abs"/* ]]; then  # per-job log in the run dir
@@ -55,6 +58,7 @@ run_phase() {
   srun --ntasks="$nodes" --ntasks-per-node=1 --kill-on-bad-exit=1 \
     "$PY" -m torch.distributed.run --nnodes="$nodes" --nproc_per_node="$procs" \
       --rdzv_backend=c10d --rdzv_endpoint="$endpoint" --rdzv_id="$SLURM_JOB_ID" \
+      --rdzv_conf="join_timeout=$timeout,read_timeout=$(( timeout < 60 ? timeout : 60 )),close_timeout=$(( timeout < 30 ? timeout : 30 ))" \
       launcher/train.py --config "${CONFIGS[@]}" "${SET_ARGS[@]}" &
   local srun_pid=$!
   STEP_ID=0

@@ -12,15 +12,18 @@ import json
 import math
 import socket
 import subprocess
+import sys
+import time
 
 import pytest
 
-from launch import check, launch, losses
+from launch import ROOT, check, launch, losses
 from launcher.network import choose_interface, loopback_rendezvous
 from slurm.job import rendezvous_port
 from slurm_cluster import checkout, job_state, running_cluster, submit_pipeline, wait_for  # noqa: F401 (fixture)
 
 TINY = ["model.n_embd=32", "model.n_head=2", "train.log_every=1"]
+CPU_JOB = ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=20"]
 HEAD = "10.213.0.11"  # n1 (slurm/local-cluster.sh)
 
 
@@ -95,3 +98,43 @@ def test_a_rendezvous_on_loopback_is_refused_when_the_nodes_are_not_all_this_hos
     assert loopback_rendezvous("n1", "127.0.0.1", 2, {"n1": "127.0.0.1", "n2": "127.0.0.1"}) is None  # one host
     assert loopback_rendezvous("n1", "127.0.0.1", 1, None) is None
     assert loopback_rendezvous("n1", HEAD, 2, {"n1": HEAD, "n2": "10.213.0.12"}) is None
+
+
+def test_a_collective_that_lost_its_peers_is_one_line_naming_the_timeout_or_the_peer():
+    """gloo's own words behind a cut link and after a lost node (seen on the namespaced cluster), made
+    the one line every rank prints; anything else stays the error it is."""
+    from launcher.distributed import collective_failure
+
+    timed_out = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] "
+                             "Timed out waiting 15000ms for recv operation to complete")
+    assert collective_failure(timed_out, 0.25) == ("a collective did not complete within distributed.timeout_minutes "
+                                                   "(0.25): Timed out waiting 15000ms for recv operation to complete")
+    closed = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.213.0.12]:40123")
+    assert collective_failure(closed, 0.25) == \
+        "lost its peer at 10.213.0.12:40123 (Connection closed by peer [10.213.0.12]:40123)"
+    assert collective_failure(RuntimeError("shape mismatch"), 0.25) is None
+
+
+def test_a_node_that_cannot_reach_the_head_at_start_fails_the_job_within_its_timeout(netns_cluster, checkout):
+    """n2 reaches the controller but not n1 (a blackhole route in n2's namespace): its torchrun cannot
+    join the rendezvous. The scripts bound that wait by distributed.timeout_minutes (15 s here;
+    torch's own store timeout is 60 s), and the job fails instead of waiting."""
+    subprocess.run([sys.executable, "-m", "data.synthetic", "worlds/demo", "--train", "100", "--dev", "100",
+                    "--test", "50", "--places", "20"], cwd=checkout, check=True, capture_output=True)
+    n2 = subprocess.run(["bash", str(ROOT / "slurm" / "local-cluster.sh"), "netns", "n2"], env=netns_cluster,
+                        capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["ip", "-n", n2, "route", "add", "blackhole", f"{HEAD}/32"], check=True)
+    try:
+        began = time.monotonic()
+        job = subprocess.run(["sbatch", "--parsable", *CPU_JOB, "slurm/pretrain.sh", "configs/demo/pretrain.yaml", "--set",
+                              "run_dir=runs/unreachable", "train.max_steps=30", "distributed.timeout_minutes=0.25", *TINY],
+                             cwd=checkout, env=netns_cluster, capture_output=True, text=True, check=True).stdout.strip()
+        info = wait_for(netns_cluster, job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=120)
+        took = time.monotonic() - began
+    finally:
+        subprocess.run(["ip", "-n", n2, "route", "del", "blackhole", f"{HEAD}/32"], check=True)
+    assert info["JobState"] == "FAILED"
+    assert took < 50, took  # 15 s of rendezvous, start-up and polling; torch's defaults take 60 s and more
+    log = (checkout / f"slurm-spangpt-pretrain-{job}.out").read_text()
+    assert f"failed to connect/validate to host {HEAD}:{rendezvous_port(job)}" in log
+    assert not (checkout / "runs" / "unreachable" / "checkpoints").exists()
