@@ -103,7 +103,8 @@ def run_one(data: DataSet, run_dir: Path, variant: str, precision: str, steps: i
         return {"variant": variant, "precision": precision, "steps": steps, "ok": False,
                 "seconds": round(time.perf_counter() - started, 1), "error": "stopped at the stage's --budget"}
     seconds = time.perf_counter() - started
-    row = {"variant": variant, "precision": precision, "steps": steps, "seconds": round(seconds, 1), "ok": result.returncode == 0}
+    row = {"variant": variant, "precision": precision, "steps": steps, "seconds": round(seconds, 1), "ok": result.returncode == 0,
+           "resumed": "(resumed from " in result.stdout}
     if result.returncode != 0:
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         row["error"] = next((line for line in reversed(lines) if line.startswith("error:")),
@@ -146,25 +147,13 @@ def universal_resume(data: DataSet, runs: Path, steps: int, workers: int, overri
     optimizers' own loss scale (launcher/loss_scale.py) saved and restored across it."""
     run_dir, half = runs / "smoke-universal-resume", max(1, steps // 2)
     zero1 = [*overrides, "train.zero_stage=1", f"train.checkpoint_every={half}"]
-    first = run_one(data, run_dir, "vanilla", "fp16", half, max(1, half // 2), workers, zero1, deadline)
-    if not first["ok"]:
-        return {**first, "variant": "vanilla ZeRO-1 universal resume"}
-    resumed = [o for o in train_command(data, run_dir, "vanilla", "fp16", steps, 1, workers, zero1) if o != "train.resume=never"]
-    left = deadline.left()
-    try:
-        result = subprocess.run([*resumed, "train.resume=required", "train.resume_universal=true"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=None if left is None else max(left, 1))
-    except subprocess.TimeoutExpired:
-        return {"variant": "vanilla ZeRO-1 universal resume", "precision": "fp16", "ok": False,
-                "error": "stopped at the stage's --budget"}
-    row = {"variant": "vanilla ZeRO-1 universal resume", "precision": "fp16", "steps": steps, "ok": result.returncode == 0,
-           "resumed": f"resumed from step{half:08d}" in result.stdout,
-           "universal": (run_dir / "checkpoints" / f"step{half:08d}_universal").is_dir()}
-    if not result.returncode == 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        row["error"] = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "no output")
-    row["ok"] = row["ok"] and row["resumed"] and row["universal"]
-    return row
+    row = run_one(data, run_dir, "vanilla", "fp16", half, max(1, half // 2), workers, zero1, deadline)
+    if row["ok"]:
+        row = run_one(data, run_dir, "vanilla", "fp16", steps, 1, workers,
+                      [*zero1, "train.resume=required", "train.resume_universal=true"], deadline, fresh=False)
+        row["universal"] = (run_dir / "checkpoints" / f"step{half:08d}_universal").is_dir()
+        row["ok"] = row["ok"] and row["resumed"] and row["universal"]
+    return {**row, "variant": "vanilla ZeRO-1 universal resume"}
 
 
 def smoke(data: DataSet, out: Path, runs: Path, steps: int, parallel: int, workers: int, overrides: list[str],
