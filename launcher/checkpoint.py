@@ -30,7 +30,7 @@ import torch
 
 from data.atomic import write_text_atomically
 from data.errors import DataError
-from launcher.distributed import DistributedContext, barrier
+from launcher.distributed import DistributedContext, barrier, collective_failure
 
 COMPLETE = "complete.json"
 LATEST = "latest"
@@ -60,6 +60,8 @@ def save(engine, directory: Path, step: int, client_state: dict, context: Distri
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
         if context.is_main:
             shutil.rmtree(directory / tag, ignore_errors=True)  # never referenced: no complete.json
+        if isinstance(exc, RuntimeError) and collective_failure(exc, 0) is not None:
+            raise  # a peer lost during the save's collectives: the trainer's line names it, not the disk
         previous = find_latest(directory)
         kept = f"{previous.tag} is intact and resume continues from it" if previous else "no earlier checkpoint exists"
         reason = write_failure(exc, directory)

@@ -25,6 +25,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -310,6 +311,15 @@ def collective_failure(exc: RuntimeError, timeout_minutes: float) -> str | None:
     if peer:
         return f"lost its peer at {peer.group(1)}:{peer.group(2)} ({detail})"
     return f"a collective failed: {detail}"
+
+
+def note_failure(context: DistributedContext, status: int) -> None:
+    """Leave a note that this trainer failed where slurm.node watches (SPANGPT_FAILURE_NOTES): behind a
+    lost link torchrun outlives its trainers, and the note tells the watcher to stop it."""
+    notes = os.environ.get("SPANGPT_FAILURE_NOTES")
+    if notes:
+        with contextlib.suppress(OSError):
+            (Path(notes) / f"rank-{context.rank}").write_text(f"{status}\n")
 
 
 def barrier() -> None:

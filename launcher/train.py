@@ -41,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a launcher variable that cannot be read, e.g. a malformed SLURM nodelist
         print(f"error: {exc}", file=sys.stderr)  # every rank reads the same variables: no rank knows it is 0
         return 2
+    status = 1
+    try:
+        status = run(args, context)
+    finally:
+        if status:  # an exception too: slurm.node stops a torchrun that outlives its failed trainers
+            distributed.note_failure(context, status)
+    return status
+
+
+def run(args: argparse.Namespace, context: distributed.DistributedContext) -> int:
+    """The phase, with every expected failure one line and a non-zero status."""
     clock = AttemptClock(read_commit=context.is_main)  # run.json: from this process's start to the phase's end
     try:
         config = load_config(args.config, args.overrides)

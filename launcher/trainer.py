@@ -119,7 +119,7 @@ def train(run: TrainingRun, context: DistributedContext, device: torch.device, m
         f"{stream.micro_batch_size} x {accumulation} accumulation, steps {step} -> {schedule.total_steps}"
         + (f" (resumed from {resume.tag})" if resume is not None else "")
     ))
-    logger = RunLogger(run.run_dir, context, schedule.total_steps, step, run.phase)
+    logger = RunLogger(run.run_dir, context, schedule.total_steps, step, run.phase, resumed_at=step)
     try:  # the progress bar ends its line even when training fails, so the error line stands alone
         stop = StopRequest(context, run.timeout_minutes)
         last_saved = resume

@@ -29,6 +29,9 @@ PREFIX=sg$(printf '%s' "$DIR" | md5sum | cut -c1-6)
 SUBNET=10.213.0
 declare -A ADDRESS=([ctl]=$SUBNET.1 [n1]=$SUBNET.11 [n2]=$SUBNET.12)
 COMMANDS=(sbatch squeue scontrol scancel sinfo sacct srun salloc sattach sstat)
+# The real commands, never this cluster's wrappers (after `eval "$(... env)"` they come first on PATH, and a
+# wrapper written or run through itself would recurse without end)
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$DIR/bin" | paste -sd: -)
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -136,7 +139,7 @@ ReturnToService=2
 JobRequeue=1
 MinJobAge=3600
 KillWait=30
-SlurmdTimeout=60
+SlurmdTimeout=30
 InactiveLimit=0
 $node_lines
 PartitionName=local Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES

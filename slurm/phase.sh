@@ -55,7 +55,10 @@ run_phase() {
   PREEMPTED=0
   trap on_preempt USR1
   trap 'echo "spangpt: job $SLURM_JOB_ID cancelled; the trainers save a checkpoint"' TERM  # keep relaying their output
+  # slurm.node: each node's output also in RUN_DIR/slurm/<job>-<node>.log (a node cut off from this host
+  # cannot send it here), and a torchrun stuck behind a lost link stopped once its trainers failed
   srun --ntasks="$nodes" --ntasks-per-node=1 --kill-on-bad-exit=1 \
+    "$PY" -m slurm.node --log "$RUN_DIR/slurm/${SLURM_JOB_NAME:-job}-${SLURM_JOB_ID}-%n.log" -- \
     "$PY" -m torch.distributed.run --nnodes="$nodes" --nproc_per_node="$procs" \
       --rdzv_backend=c10d --rdzv_endpoint="$endpoint" --rdzv_id="$SLURM_JOB_ID" \
       --rdzv_conf="join_timeout=$timeout,read_timeout=$(( timeout < 60 ? timeout : 60 )),close_timeout=$(( timeout < 30 ? timeout : 30 ))" \

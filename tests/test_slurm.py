@@ -125,35 +125,3 @@ def test_scancel_makes_the_trainers_checkpoint_before_they_exit(cluster, checkou
     # The checkpoint is of the last step trained: nothing done before the cancel is lost.
     last_step = json.loads(metrics.read_text().splitlines()[-1])["step"]
     assert (checkout / "runs" / "cancelled" / "checkpoints" / "latest").read_text() == f"step{last_step:08d}"
-
-
-def test_sweep_submits_the_grid_and_the_report_reads_it(cluster, checkout):
-    subprocess.run([sys.executable, "-m", "data.synthetic", "worlds/tiny", "--train", "12", "--dev", "8",
-                    "--test", "0", "--places", "10"], cwd=checkout, check=True, capture_output=True)
-    args = ["slurm/sweep.sh", "configs/demo", "--data", "worlds/tiny", "--out", "runs/grid", "--variants", "vanilla",
-            "perceiver", "--seeds", "0", "--label", "grid on SLURM", "--set", "train.max_steps=4", *TINY]
-    env = {**cluster, "SBATCH_ARGS": "--nodes=1 --ntasks-per-node=1 --gpus-per-node=0 --cpus-per-task=1 --time=20"}
-    result = subprocess.run(["bash", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    jobs = {(cell, phase): job for cell, phase, job in re.findall(r"^(\S+) (\w+): job (\d+) ->", result.stdout, re.M)}
-    assert sorted(jobs) == sorted((cell, phase) for cell in ("vanilla-s0", "perceiver-s0")
-                                  for phase in ("pretrain", "finetune", "finetune_scratch"))
-    for cell in ("vanilla-s0", "perceiver-s0"):
-        assert job_state(cluster, jobs[(cell, "finetune")])["Dependency"] == f"afterok:{jobs[(cell, 'pretrain')]}(unfulfilled)"
-    for (cell, phase), job in jobs.items():
-        info = wait_for(cluster, job, {"COMPLETED", "FAILED", "CANCELLED"})
-        assert info["JobState"] == "COMPLETED", (cell, phase, info.get("Reason"))
-        assert info["JobName"] == f"spangpt-{cell}-{phase}"
-    for variant in ("vanilla", "perceiver"):
-        finetune = checkout / "runs" / "grid" / variant / "seed0" / "finetune"
-        assert json.loads((finetune / "accuracy.json").read_text())["total"] == 8
-        assert list((finetune / "slurm").glob(f"spangpt-{variant}-s0-finetune-*.out"))
-    report = subprocess.run([sys.executable, "-m", "experiments.report", "runs/grid", "--out", "docs/results.md"],
-                            cwd=checkout, env=cluster, capture_output=True, text=True, timeout=300)
-    assert report.returncode == 0, report.stderr
-    markdown = (checkout / "docs" / "results.md").read_text()
-    assert "## grid on SLURM" in markdown and "`bash slurm/sweep.sh configs/demo --data worlds/tiny" in markdown
-    assert (checkout / "docs" / "figures" / "grid-pretrain.png").is_file()
-    again = subprocess.run(["bash", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout.count("completed earlier") == 6
-    assert "submitted 0 job(s)" in again.stdout
