@@ -45,7 +45,13 @@ class Block(nn.Module):
 
 
 class DownProjectBlock(nn.Module):
-    """Perceiver down-projection: bottleneck_dim learned queries C attend causally over the input."""
+    """Perceiver down-projection: bottleneck_dim learned queries C attend causally over the input.
+
+    The block's one ln1 normalises both sides, queries ln1(C) and keys/values ln1(input), as the
+    course's hint says ("use the layernorm layers on C") and the Perceiver normalises latents and
+    inputs: out = C + attn(kv=ln1(x), q=ln1(C)), then out + mlp(ln2(out)). (Until 2026-12-01 C
+    went to the queries raw.)
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -56,7 +62,7 @@ class DownProjectBlock(nn.Module):
         self.mlp = mlp(config)
 
     def forward(self, x_input: torch.Tensor) -> torch.Tensor:
-        out = self.C + self.attn(self.ln1(x_input), self.C.expand(x_input.shape[0], -1, -1))
+        out = self.C + self.attn(self.ln1(x_input), self.ln1(self.C).expand(x_input.shape[0], -1, -1))
         return out + self.mlp(self.ln2(out))
 
 

@@ -191,3 +191,27 @@ def test_bad_config_values_are_named(overrides, message):
     config = dict(vocab_size=50, block_size=32, n_layer=4, n_head=4, n_embd=64, bottleneck_dim=8) | overrides
     with pytest.raises(ValueError, match=message):
         small_config(**config)
+
+
+def test_the_perceiver_down_projection_normalises_both_the_basis_and_the_input_with_ln1():
+    """SPEC (corrected 2026-12-01): out = C + attn(kv=ln1(x), q=ln1(C)), then out + mlp(ln2(out)); the
+    course's hint and the Perceiver normalise latents and inputs alike. Spelled out with the block's own
+    layers, so feeding C to the queries raw (the code before) or dropping ln1 on x fails."""
+    model = small("perceiver")
+    down = model.down
+    torch.manual_seed(1)
+    with torch.no_grad():
+        down.ln1.weight.uniform_(0.5, 1.5)
+        down.ln1.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 20, 64)
+    attn = down.attn
+    q = attn.query(down.ln1(down.C)).expand(3, -1, -1)
+    kv = down.ln1(x)
+    k, v = attn.key(kv), attn.value(kv)
+    heads = lambda t: t.view(t.shape[0], t.shape[1], 4, 16).transpose(1, 2)  # noqa: E731
+    scores = heads(q) @ heads(k).transpose(-2, -1) / math.sqrt(16)
+    mask = torch.ones(8, 20, dtype=torch.bool).tril()  # slot i sees inputs 0..i (the mask's top-left corner)
+    y = (scores.masked_fill(~mask, float("-inf")).softmax(-1) @ heads(v)).transpose(1, 2).reshape(3, 8, 64)
+    out = down.C + attn.proj(y)
+    expected = out + down.mlp(down.ln2(out))
+    assert torch.allclose(down(x), expected, atol=1e-5)
