@@ -130,7 +130,9 @@ class RunConfig(Section):
     phase: Literal["pretrain", "finetune", "evaluate"]
     run_dir: Path
     seed: int = 0
-    init_from: Path | None = Field(None, description="an export directory: weights, vocab.json and model.json")
+    init_from: Path | None = Field(None, description=(
+        "a spangpt export directory (weights, vocab.json, model.json), a Hugging Face folder or a course .params "
+        "file (docs/convert.md)"))
     data: DataConfig
     model: ModelSection
     train: TrainConfig

@@ -21,7 +21,7 @@ from data.atomic import atomic_directory
 from data.errors import DataError
 from data.vocab import Vocabulary
 from launcher.checkpoint import CheckpointInfo
-from model import GPTConfig
+from model import GPT, GPTConfig
 
 WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
@@ -33,7 +33,25 @@ class Export:
     state_dict: dict[str, torch.Tensor]
     model_config: GPTConfig
     vocab: Vocabulary
-    pretraining_documents: int
+    pretraining_documents: int | None  # None only for a foreign model read to evaluate (launcher/formats.py)
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, torch.Size]:
+    """Name and shape of every tensor of a model's state dict, from a model built without storage."""
+    with torch.device("meta"):
+        return {name: tensor.shape for name, tensor in GPT(config).state_dict().items()}
+
+
+def check_tensors(found: dict[str, torch.Tensor], expected: dict[str, torch.Size], source: str, model: str) -> None:
+    """One DataError naming the first tensor that is missing, unexpected or of another shape than `model` has."""
+    for name, shape in expected.items():
+        if name not in found:
+            raise DataError(source, f"has no {name}, which {model} needs")
+        if found[name].shape != shape:
+            raise DataError(source, f"{name} has shape {tuple(found[name].shape)} but {model} needs {tuple(shape)}")
+    for name in found:
+        if name not in expected:
+            raise DataError(source, f"holds {name}, which {model} lacks")
 
 
 def consolidated_fp32(engine, checkpoint: CheckpointInfo) -> dict[str, torch.Tensor]:

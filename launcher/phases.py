@@ -26,6 +26,7 @@ from launcher.config import ConfigError, RunConfig, gpt_config, to_yaml
 from launcher.distributed import DistributedContext, barrier
 from launcher.engine import batch_geometry
 from launcher.export import Export, consolidated_fp32, read_export, write_export
+from launcher.formats import read_init_from
 from launcher.metrics import RunLogger, print_main
 from launcher.precision import set_matmul_precision
 from launcher.resume import find_resume_point, resume_record
@@ -48,8 +49,9 @@ class TrainingData:
 
 
 def checked_export(config: RunConfig, vocab: Vocabulary | None) -> Export:
-    """init_from's export, refusing one whose shape or vocabulary differs from this config's."""
-    export = read_export(Path(config.init_from))
+    """init_from's model (an export, a Hugging Face folder or a course .params file: launcher/formats.py),
+    refusing one whose shape or vocabulary differs from this config's."""
+    export = read_init_from(config)
     wanted = gpt_config(config, len(export.vocab)).to_dict()
     found = export.model_config.to_dict()
     for key in (*SHARED_SHAPE_KEYS, *export.model_config.spec.options):
