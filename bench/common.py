@@ -1,8 +1,8 @@
 """What every benchmark shares: where the data is, how many cores, how to launch, how to print.
 
 Benchmarks compare against a baseline measured in the same run, so machine noise and load cancel
-in the ratio. They read the real data set from ../shared/data/birthplaces (or $SPANGPT_REAL_DATA)
-and otherwise generate a synthetic world, so `make bench` runs on a fresh machine.
+in the ratio. They read the real data set from datasets/birthplaces, the README's place for it (or
+$SPANGPT_REAL_DATA), and otherwise generate a synthetic world, so `make bench` runs on a fresh machine.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT.parent / "shared" / "data" / "birthplaces"))
+REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT / "datasets" / "birthplaces"))
 SPEC_CONFIG = ROOT / "configs" / "pretrain.yaml"  # SPEC's model and schedule live there, not in code
 
 
