@@ -1,9 +1,10 @@
-"""A stand-in for the lent GPU machine's image, and the README's `make wheels` line for it.
+"""A stand-in for the lent GPU machine's image, and docs/gpu.md's `make wheels` line for it.
 
 The image has its own torch and most of spangpt's requirements, but not DeepSpeed, pydantic and
-what they alone need (the README's `WHEEL_ONLY` list); nothing can be downloaded there. So the
-stand-in is a virtual environment with torch and everything else at this environment's versions,
-minus that list: what the README's line collects must be exactly what is missing.
+what they alone need (docs/gpu.md's `WHEEL_ONLY` list, in its runbook section); nothing can be
+downloaded there. So the stand-in is a virtual environment with torch and everything else at this
+environment's versions, minus that list: what the documented line collects must be exactly what is
+missing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from launch import ROOT, check
 
 
-def readme_wheel_line() -> tuple[list[str], list[str]]:
-    """(WHEEL_PYTHONS, WHEEL_ONLY) of the README's `make wheels` line for the GPU image."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def documented_wheel_line() -> tuple[list[str], list[str]]:
+    """(WHEEL_PYTHONS, WHEEL_ONLY) of docs/gpu.md's `make wheels` line for the GPU image."""
+    text = (ROOT / "docs" / "gpu.md").read_text(encoding="utf-8")
     [(pythons, only)] = re.findall(r'make wheels WHEELS=\S+ WHEEL_PYTHONS="?([\d. ]+?)"?\s+(?:\\\s*)?WHEEL_ONLY="([^"]+)"', text)
     return pythons.split(), only.split()
 

@@ -2,7 +2,7 @@
 
 A GPU machine has its own torch and no network and no make, and is lent for minutes: a missing
 wheel, a wrong path or a stage that fails must show up here. So: a stand-in for the GPU image
-(tests/gpu_image.py: torch and everything else but the README's WHEEL_ONLY list); the README's
+(tests/gpu_image.py: torch and everything else but docs/gpu.md's WHEEL_ONLY list); docs/gpu.md's
 `make wheels ... WHEEL_ONLY=...` line collects the rest; the runbook installs spangpt beside the
 image's torch with `python -m install.offline` only, and runs both calls' stages at SCALE=tiny with
 no GPU visible. Its results are read back as the next session would: the run folders' archive,
@@ -18,7 +18,7 @@ import sys
 import tarfile
 from importlib.metadata import version
 
-from gpu_image import image_environment, readme_wheel_line
+from gpu_image import documented_wheel_line, image_environment
 from launch import ROOT, check
 
 VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
@@ -33,10 +33,10 @@ def stages(result: subprocess.CompletedProcess) -> list[str]:
     return [line.split(" (")[0] for line in result.stdout.splitlines() if line.startswith("== ") and "took" not in line]
 
 
-def test_the_runbook_runs_both_calls_from_the_readmes_offline_install(tmp_path):
+def test_the_runbook_runs_both_calls_from_the_documented_offline_install(tmp_path):
     from data.synthetic import write_world
 
-    pythons, only = readme_wheel_line()
+    pythons, only = documented_wheel_line()
     image = image_environment(tmp_path / "image", set(only))
     wheels = tmp_path / "wheels"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "PYTHONPATH")}

@@ -1,5 +1,5 @@
 """`make setup-offline` refuses what it cannot install from with one line, before creating anything; the
-folder always holds the build requirements, used from the environment where it has them. The README's
+folder always holds the build requirements, used from the environment where it has them. docs/gpu.md's
 `make wheels ... WHEEL_ONLY=...` line, installed beside a stand-in for the GPU image that has everything
 else, is the runbook rehearsal's setup stage (tests/test_gpu_runbook.py, tests/gpu_image.py)."""
 
