@@ -10,7 +10,7 @@ DEEPSPEED := $(VENV)/bin/deepspeed
 DEMO_PROCS ?= $(shell $(PY) -c "from launcher.distributed import processes_per_node; print(processes_per_node())")
 DEMO_WORLD := worlds/demo
 
-# Offline installs (README, "On GPUs"): `make wheels` on a networked machine collects what spangpt needs
+# Offline installs (docs/install.md): `make wheels` on a networked machine collects what spangpt needs
 # besides torch; `make setup-offline WHEELS=dir` installs it next to the torch of $(PYTHON), no network.
 WHEELS ?= wheels
 WHEEL_PYTHONS ?= 3.12

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU runbook (README, "On GPUs"): a lent GPU's work in two calls, the most valuable figures first.
+# The GPU runbook (docs/gpu.md): a lent GPU's work in two calls, the most valuable figures first.
 #
 #   SPANGPT_COMMIT=<commit> bash bench/gpu.sh [STAGE[:SECONDS] ...]
 #

@@ -33,9 +33,11 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     staging.mkdir()
     try:
         yield staging
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()  # --force over a file: replaced by the folder
+        os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from data.errors import DataError
-from launcher.export import MODEL, VOCAB, WEIGHTS, read_export
+from launcher.export import MODEL, VOCAB, WEIGHTS, check_tensors, expected_shapes, read_export
 from launcher.formats import FORMATS
 
 PROG = "python -m launcher.convert"
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         export = read_export(Path(args.export))
+        check_tensors(export.state_dict, expected_shapes(export.model_config), str(Path(args.export) / WEIGHTS),
+                      f"model.json's {export.model_config.variant} model")  # a damaged export: one line, not a KeyError
         target.write(export, Path(args.out), args.export, args.force)
     except (DataError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,14 +13,22 @@ import pytest
 from launch import check, launch, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("SPANGPT_REAL_DATA", ROOT.parent / "shared" / "data" / "birthplaces"))
+def _real_data() -> Path:
+    """$SPANGPT_REAL_DATA, else the README's datasets/birthplaces when it holds the corpus, else ../shared's copy."""
+    if "SPANGPT_REAL_DATA" in os.environ:
+        return Path(os.environ["SPANGPT_REAL_DATA"])
+    readme_place = ROOT / "datasets" / "birthplaces"
+    return readme_place if (readme_place / "wiki.txt").is_file() else ROOT.parent / "shared" / "data" / "birthplaces"
+
+
+REAL_DATA = _real_data()
 
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """../shared/data/birthplaces, or a skip that says where the files were looked for."""
     if not (REAL_DATA / "wiki.txt").is_file():
-        pytest.skip(f"real data absent: no wiki.txt under {REAL_DATA} (set SPANGPT_REAL_DATA)")
+        pytest.skip(f"real data absent: no wiki.txt under datasets/birthplaces or {REAL_DATA} (set SPANGPT_REAL_DATA)")
     return REAL_DATA
 
 

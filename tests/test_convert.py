@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never the network (read when transformers loads): every model here is local
 transformers = pytest.importorskip("transformers")
@@ -213,6 +214,19 @@ def test_every_convert_error_is_one_line(workspace, tmp_path, capsys):
     assert taken.read_text() == "someone's file"
     assert convert.main([str(workspace / "vanilla"), "--to", "course", str(taken), "--force"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.params"]  # no temporary file left beside it
+
+    damaged = tmp_path / "damaged"  # an export whose weights lack a tensor its model.json needs
+    shutil.copytree(workspace / "vanilla", damaged)
+    weights = load_file(damaged / "model.safetensors")
+    del weights["ln_f.weight"]
+    save_file(weights, damaged / "model.safetensors")
+    assert error(str(damaged), "--to", "course", str(tmp_path / "d.params")) == (
+        f"error: {damaged / 'model.safetensors'}: has no ln_f.weight, which model.json's vanilla model needs")
+    assert not (tmp_path / "d.params").exists()
+    file_in_the_way = tmp_path / "file"  # --force over a file with a folder: replaced, nothing left beside it
+    file_in_the_way.write_text("x")
+    assert convert.main([str(workspace / "vanilla"), "--to", "hf", str(file_in_the_way), "--force"]) == 0
+    assert (file_in_the_way / "config.json").is_file() and not list(tmp_path.glob(".file.tmp-*"))
 
 
 def test_a_foreign_hugging_face_folder_names_what_it_lacks(workspace, hf_folders, tmp_path):

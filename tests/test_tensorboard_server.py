@@ -41,7 +41,11 @@ class TensorBoardServer:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=worker_env(),
                                             start_new_session=True)
         self.group = self.process.pid  # a new session: its process group id is its pid
-        self.url = self._wait_for_url(timeout=30)
+        try:
+            self.url = self._wait_for_url(timeout=30)
+        except BaseException:  # no banner: stop the server before failing, or it outlives the test
+            os.killpg(self.group, signal.SIGKILL)
+            raise
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
