@@ -368,3 +368,26 @@ def test_a_damaged_course_file_is_one_line_naming_it(workspace, course_files, tm
     damaged.write_bytes(b"not a pickle at all")
     line = course_error(workspace, "vanilla", damaged)
     assert line.startswith(f"{damaged}: not a state dict the course's run.py saves (") and "\n" not in line
+
+
+def test_greedy_generation_gives_spangpts_predictions_on_the_real_dev_file(real_data, tmp_path):
+    """The real vocabulary and dev questions (the first 100 of birth_dev.tsv), a SPEC-length context: Hugging Face's
+    greedy `generate` on the converted GPT-2 gives the evaluation's predictions, question by question."""
+    from data.birthplaces import read_questions
+
+    _, vocab = open_corpus(real_data / "wiki.txt")
+    questions = [q.text for q in read_questions(real_data / "birth_dev.tsv", require_answers=True)[:100]]
+    torch.manual_seed(0)
+    config = small_config("vanilla", vocab_size=len(vocab), n_layer=2, n_head=4, n_embd=32, block_size=128)
+    write_export(tmp_path / "export", sharpened(GPT(config), 0).state_dict(), config, vocab, 4)
+    result = run_module("launcher.convert", str(tmp_path / "export"), "--to", "hf", str(tmp_path / "hf"))
+    assert result.returncode == 0, result.stderr
+    ours = predict_shard(spangpt_model(tmp_path / "export"), vocab, questions, batch_size=50, max_new_tokens=32)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = []
+    for question in questions:
+        ids = torch.tensor([tokenizer(question + MASK).input_ids])
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False)
+        theirs.append(prediction_of(question + MASK + tokenizer.decode(out[0, ids.shape[1]:])))
+    assert theirs == ours
