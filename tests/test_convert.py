@@ -92,6 +92,18 @@ def spangpt_predictions(export_dir: Path) -> list[str]:
     return predict_shard(spangpt_model(export_dir), vocab, QUESTIONS, batch_size=4, max_new_tokens=32)
 
 
+def hf_greedy_predictions(folder: Path, questions: list[str]) -> list[str]:
+    """Hugging Face's greedy `generate` on a converted folder, one question at a time, read as the evaluation reads."""
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    predictions = []
+    for question in questions:
+        ids = torch.tensor([tokenizer(question + MASK).input_ids])
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False)
+        predictions.append(prediction_of(question + MASK + tokenizer.decode(out[0, ids.shape[1]:])))
+    return predictions
+
+
 def predictions_file(run_dir: Path) -> list[str]:
     """predictions.txt's lines; the evaluation writes a newline inside a prediction as a space."""
     return (run_dir / "predictions.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -140,15 +152,7 @@ def test_hugging_face_gives_spangpts_tokens_and_logits(workspace, hf_folders, va
 
 @pytest.mark.parametrize("variant", ["vanilla", "rope"])
 def test_greedy_generation_gives_spangpts_predictions(workspace, hf_folders, variant):
-    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_folders[variant]).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_folders[variant])
-    ours = spangpt_predictions(workspace / variant)
-    theirs = []
-    for question in QUESTIONS:
-        ids = torch.tensor([tokenizer(question + MASK).input_ids])
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False)
-        theirs.append(prediction_of(question + MASK + tokenizer.decode(out[0, ids.shape[1]:])))
-    assert theirs == ours
+    assert hf_greedy_predictions(hf_folders[variant], QUESTIONS) == spangpt_predictions(workspace / variant)
 
 
 @pytest.mark.parametrize("variant", ["vanilla", "rope"])
@@ -383,11 +387,4 @@ def test_greedy_generation_gives_spangpts_predictions_on_the_real_dev_file(real_
     result = run_module("launcher.convert", str(tmp_path / "export"), "--to", "hf", str(tmp_path / "hf"))
     assert result.returncode == 0, result.stderr
     ours = predict_shard(spangpt_model(tmp_path / "export"), vocab, questions, batch_size=50, max_new_tokens=32)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
-    theirs = []
-    for question in questions:
-        ids = torch.tensor([tokenizer(question + MASK).input_ids])
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False)
-        theirs.append(prediction_of(question + MASK + tokenizer.decode(out[0, ids.shape[1]:])))
-    assert theirs == ours
+    assert hf_greedy_predictions(tmp_path / "hf", questions) == ours
