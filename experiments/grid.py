@@ -79,17 +79,39 @@ def phase_configs(settings: list[str]) -> list[str]:
         (["finetune_scratch"] if "scratch" in settings else [])
 
 
+def phase_overrides(overrides: list[str], phase_config: str) -> list[str]:
+    """The `--set` assignments that apply to one phase config: `key=value` applies to every phase,
+    `PHASE:key=value` (e.g. `pretrain:train.epochs=90`) to that phase only, so a sweep can lengthen
+    pretraining without turning a 5-epoch finetune into a 90-epoch one. An unknown PHASE is a
+    ConfigError naming it."""
+    selected = []
+    for assignment in overrides:
+        key = assignment.partition("=")[0]
+        phase, sep, rest = key.partition(":")
+        if not sep:
+            selected.append(assignment)
+            continue
+        if phase not in PHASE_CONFIGS:
+            raise ConfigError(f"--set {assignment}: unknown phase {phase!r} (expected one of {', '.join(PHASE_CONFIGS)}, "
+                              "or no PHASE: for every phase)")
+        if phase == phase_config:
+            selected.append(assignment[len(phase) + 1:])
+    return selected
+
+
 def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], settings: list[str],
               data: Path | None, overrides: list[str]) -> list[Run]:
     """Every run of the grid in execution order, each config loaded and validated (ConfigError otherwise)."""
     phases = phase_configs(settings)
+    for phase_config in PHASE_CONFIGS:
+        phase_overrides(overrides, phase_config)  # an unknown phase is an error even where no run would read it
     runs = []
     for variant in variants:
         for seed in seeds:
             cell = cell_dir(out, variant, seed)
             for phase_config in phases:
                 path = scale / f"{phase_config}.yaml"
-                sets = [*data_overrides(data, phase_config), *overrides,
+                sets = [*data_overrides(data, phase_config), *phase_overrides(overrides, phase_config),
                         f"model.variant={variant}", f"seed={seed}", f"run_dir={cell / phase_config}"]
                 if phase_config == "finetune":
                     sets.append(f"init_from={cell / 'pretrain' / 'export'}")

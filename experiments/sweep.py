@@ -157,7 +157,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--label", default="",
                         help="the report's title for this sweep, e.g. 'real data, reduced schedule'")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override a config key in every run, e.g. train.precision=bf16")
+                        help="override a config key in every run, e.g. train.precision=bf16, or in one phase's "
+                             "runs: PHASE:KEY=VALUE with PHASE pretrain, finetune or finetune_scratch, "
+                             "e.g. pretrain:train.epochs=90")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the runs' commands, run nothing")
     parser.add_argument("--plan", action="store_true",
                         help="validate, write sweep.json and print one line per run for slurm/sweep.sh: "

@@ -118,7 +118,8 @@ def finetuned(world, pretrain_runs, tmp_path_factory) -> Path:
 # --- a real sweep grid shared by the sweep, report and variant-registry tests (run once per session) ---
 
 GRID = ["--variants", "vanilla", "rope", "--seeds", "0", "1", "--procs", "2", "--label", "tiny grid"]
-TINY_SWEEP = ["--set", "train.max_steps=3", "model.n_embd=32", "model.n_head=2", "train.log_every=1"]
+TINY_SWEEP = ["--set", "train.max_steps=3", "model.n_embd=32", "model.n_head=2", "train.log_every=1",
+              "finetune_scratch:eval.samples=3"]  # one phase only: the per-phase form of --set
 
 
 def run_experiment(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -47,6 +47,7 @@ def test_sweep_runs_every_cell_into_its_directory(grid, world):
                 config = yaml.safe_load((cell / phase / "config.yaml").read_text())
                 assert (config["model"]["variant"], config["seed"]) == (variant, seed)
                 assert config["train"]["max_steps"] == 3 and config["model"]["n_embd"] == 32
+                assert config["eval"]["samples"] == (3 if phase == "finetune_scratch" else 8)
                 [attempt] = attempts(cell / phase)
                 assert attempt["completed"] and attempt["world_size"] == 2 and attempt["seconds"] > 0
                 assert attempt["device"].startswith("2 x CPU process")
@@ -82,6 +83,9 @@ def test_sweep_refuses_a_directory_holding_another_config(grid, world):
     (["--set", "train.warmup=3"], "configs/demo/pretrain.yaml: train.warmup: unknown key"),
     (["--data", "configs"], "--data configs: no wiki.txt (a data set in the real format has wiki.txt, birth_places_train.tsv, birth_dev.tsv)"),
     (["--set", "model.n_head=3"], "configs/demo/pretrain.yaml: model.n_embd: 64 is not divisible by model.n_head (3)"),
+    (["--set", "pretraining:train.epochs=90"], "--set pretraining:train.epochs=90: unknown phase 'pretraining' (expected "
+                                                "one of pretrain, finetune, finetune_scratch, or no PHASE: for every phase)"),
+    (["--set", "finetune:train.epochs=-1"], "configs/demo/finetune.yaml: train.epochs: Input should be greater than 0 (got -1)"),
 ])
 def test_sweep_bad_input_is_one_line_and_runs_nothing(tmp_path, world, args, message):
     data = [] if "--data" in args else ["--data", str(world)]
@@ -89,6 +93,21 @@ def test_sweep_bad_input_is_one_line_and_runs_nothing(tmp_path, world, args, mes
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {message}"
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_applies_a_phase_override_to_that_phase_only(tmp_path, world):
+    result = sweep("configs/demo", "--data", str(world), "--out", str(tmp_path / "out"), "--variants", "vanilla",
+                   "--seeds", "0", "--plan", "--set", "train.log_every=7", "pretrain:train.epochs=90",
+                   "finetune:train.learning_rate=1e-4", "finetune_scratch:train.epochs=12")
+    assert result.returncode == 0, result.stderr
+    sets = {line.split("\t")[2]: line.split("\t")[line.split("\t").index("--set") + 1:]
+            for line in result.stdout.splitlines()}
+    assert set(sets) == set(PHASES)
+    assert all("train.log_every=7" in s for s in sets.values())
+    assert "train.epochs=90" in sets["pretrain"] and "train.epochs=12" in sets["finetune_scratch"]
+    assert not any(s.startswith("train.epochs") for s in sets["finetune"])
+    assert "train.learning_rate=1e-4" in sets["finetune"]
+    assert not any("learning_rate" in s for s in sets["pretrain"] + sets["finetune_scratch"])
 
 
 def test_sweep_stops_at_a_failed_run_and_names_its_log(tmp_path, world):
