@@ -38,21 +38,26 @@ def longest_truncation(block_size: int) -> int:
     return int(block_size * 7 / 8)
 
 
-def corrupt_document(document: str, block_size: int, rng: random.Random) -> tuple[str, int]:
+def corrupt_document(document: str, block_size: int, rng: random.Random, truncate: bool = True) -> tuple[str, int]:
     """The padded training string (block_size characters) and the truncated length.
 
-    1. truncate to L ~ U{4..int(block_size*7/8)}; a shorter document stays whole;
+    1. truncate to L ~ U{4..int(block_size*7/8)}; a shorter document stays whole (skipped with
+       `truncate=False`, for a caller that has drawn the truncation from `rng` itself);
     2. prefix + masked + suffix with len(masked) from `masked_length`, placed uniformly;
     3. prefix ⁇ suffix ⁇ masked, padded with □.
     """
-    max_len = longest_truncation(block_size)
-    truncated = document[: rng.randint(4, max_len)]
+    truncated = document[: rng.randint(4, longest_truncation(block_size))] if truncate else document
     n = len(truncated)
     span = masked_length(n, rng)
     start = rng.randint(0, n - span)
+    return masked_example(truncated, start, span, block_size), n
+
+
+def masked_example(truncated: str, start: int, span: int, block_size: int) -> str:
+    """prefix ⁇ suffix ⁇ masked, padded with □, for the span [start, start + span) of `truncated`."""
     prefix, masked, suffix = truncated[:start], truncated[start : start + span], truncated[start + span :]
     text = prefix + MASK + suffix + MASK + masked
-    return text + PAD * (block_size - len(text)), n
+    return text + PAD * (block_size - len(text))
 
 
 def shift_pair(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from data.corpus import DocumentCorpus
 from data.augment import name_anchored_variant
 from data.corruption import corrupt_document, example_rng, shift_pair, text_example
 from data.permutation import SeededPermutation
+from data.salient import corrupt_document_salient
 from data.vocab import Vocabulary
 
 Example = tuple[torch.Tensor, torch.Tensor]
@@ -118,7 +119,9 @@ class ShardedDocumentStream(ShardedExampleStream):
 
     Knowledge-storage recipes (all off by default, SPEC's recipe being the reference): `objective`
     "text" shows a document as plain text instead of a corruption; `augment` "name_anchored" first
-    rewrites it as a label-free name-anchored variant (data.augment), drawn from the same generator.
+    rewrites it as a label-free name-anchored variant (data.augment), drawn from the same generator;
+    `masking` "salient" masks a name, number or date of the document (data.salient) instead of a
+    random span.
 
     With `questions` and `question_mix` q > 0, each example is instead, with probability q, a training
     question with its answer in the finetuning format (a knowledge-storage recipe, off by default).
@@ -140,9 +143,11 @@ class ShardedDocumentStream(ShardedExampleStream):
         question_mix: float = 0.0,
         objective: str = "span_corruption",
         augment: str = "none",
+        masking: str = "random",
     ) -> None:
-        if objective not in ("span_corruption", "text") or augment not in ("none", "name_anchored"):
-            raise ValueError(f"unknown objective {objective!r} or augmentation {augment!r}")
+        if objective not in ("span_corruption", "text") or augment not in ("none", "name_anchored") or \
+                masking not in ("random", "salient"):
+            raise ValueError(f"unknown objective {objective!r}, augmentation {augment!r} or masking {masking!r}")
         if not 0.0 <= question_mix < 1.0 or (question_mix > 0 and not questions):
             raise ValueError(f"question_mix {question_mix} needs 0 <= q < 1, and questions when q > 0")
         self.corpus = corpus if isinstance(corpus, DocumentCorpus) else DocumentCorpus(corpus)
@@ -152,6 +157,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         self.question_mix = question_mix
         self.objective = objective
         self.augment = augment
+        self.corrupt = corrupt_document_salient if masking == "salient" else corrupt_document
         self.possessives = "'" in vocab  # a variant may write "Name's" only if the corpus has the apostrophe
         super().__init__(len(self.corpus), self.corrupted_example, micro_batch_size, rank, world_size, seed)
 
@@ -170,5 +176,5 @@ class ShardedDocumentStream(ShardedExampleStream):
             source = name_anchored_variant(source, rng, possessives=self.possessives)
         if self.objective == "text":
             return text_example(source, self.block_size, self.vocab)
-        text, _ = corrupt_document(source, self.block_size, rng)
+        text, _ = self.corrupt(source, self.block_size, rng)
         return shift_pair(self.vocab.encode(text))

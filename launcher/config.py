@@ -42,6 +42,9 @@ class DataConfig(Section):
     objective: Literal["span_corruption", "text"] = Field("span_corruption", description=(
         "pretraining only: what a document example teaches. span_corruption: SPEC's prefix⁇suffix⁇masked; "
         "text: the document's first block_size characters as plain text, every character predicted"))
+    masking: Literal["random", "salient"] = Field("random", description=(
+        "pretraining with span_corruption only, label-free: random is SPEC's masked span; salient masks a name, number "
+        "or date found in the document text (data.salient), SPEC's span where the truncation holds none"))
     augment: Literal["none", "name_anchored"] = Field("none", description=(
         "pretraining only, label-free: name_anchored shows each document as its title (the person's name) "
         "followed by the paragraph from a random word, every sentence naming the person in full (data.augment)"))
@@ -148,6 +151,9 @@ class RunConfig(Section):
                 raise ValueError("data.finetune: required to mix training questions into pretraining (data.question_mix)")
             if self.eval.questions is not None and self.eval.questions == self.data.finetune:
                 raise ValueError("data.question_mix: data.finetune is eval.questions; only the finetuning split may be mixed in")
+        if self.data.masking != "random" and self.data.objective != "span_corruption":
+            raise ValueError(f"data.masking: {self.data.masking} chooses the masked span of span corruption, "
+                             f"and data.objective is {self.data.objective}")
         if self.phase == "finetune":
             if self.data.finetune is None:
                 raise ValueError("data.finetune: required to finetune")

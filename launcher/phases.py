@@ -107,7 +107,7 @@ def pretraining_data(config: RunConfig, context: DistributedContext) -> Training
     micro, _ = batch_geometry(config.train, context.world_size)
     stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size,
                                    config.seed, questions, config.data.question_mix, config.data.objective,
-                                   config.data.augment)
+                                   config.data.augment, config.data.masking)
     return TrainingData(vocab, stream, len(corpus), len(corpus))
 
 
