@@ -1,6 +1,7 @@
 """`run.json` in every run directory: where, on what and for how long each attempt at the phase ran.
 
-The report (python -m experiments.report) and the sweep read it for the wall time and device of each run. A run resumed
+The report (python -m experiments.report) and the sweep read it for the wall time and device of each run,
+and for `others_cores`, the cores other processes on the machine used meanwhile (launcher.machine_share). A run resumed
 after preemption or a failure has several attempts; its wall time is their sum. Rank 0 writes the
 file after each attempt, under a temporary name and renamed, so a reader never sees half of it.
 """
@@ -22,6 +23,7 @@ import torch
 from data.atomic import write_text_atomically
 from data.errors import DataError
 from launcher.distributed import DistributedContext
+from launcher.machine_share import MachineShare
 
 RECORD_NAME = "run.json"
 
@@ -75,8 +77,10 @@ def seconds_since_process_start() -> float:
 class AttemptClock:
     """Started with the process; `record` appends the attempt to the run directory's run.json."""
 
-    def __init__(self, read_commit: bool = True) -> None:
+    def __init__(self, read_commit: bool = True, launcher: str | None = None) -> None:
         already = seconds_since_process_start()
+        # rank 0 alone watches what else the machine runs (launcher.machine_share)
+        self.share = MachineShare(launcher) if launcher is not None and read_commit else None
         self.started = time.perf_counter() - already
         self.started_wall = datetime.fromtimestamp(time.time() - already, timezone.utc)
         # The code this process loaded, not what the checkout holds at the end; only rank 0 records.
@@ -104,6 +108,7 @@ class AttemptClock:
             "host": socket.gethostname(),
             "commit": self.commit,
             "torch": torch.__version__,
+            "others_cores": self.share.others_cores() if self.share else None,
         })
         write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, context: distributed.DistributedContext) -> int:
     """The phase, with every expected failure one line and a non-zero status."""
-    clock = AttemptClock(read_commit=context.is_main)  # run.json: from this process's start to the phase's end
+    clock = AttemptClock(read_commit=context.is_main, launcher=context.launcher)  # run.json: from this process's start to the phase's end
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
