@@ -6,7 +6,8 @@ the schedule's speed. Rank 0 reads the machine's busy CPU time (/proc/stat, stea
 hypervisor's other guests take cores too) and the CPU time of its own job's processes (the process
 tree under the launcher that started the ranks) at the start and end of an attempt; the rest,
 divided by the wall time, is how many cores others used on average. run.json records it as
-`others_cores`, and the report marks a run above SHARED_CORES as run on a shared machine.
+`others_cores`, and the report marks a run above SHARED_CORES as run on a shared machine; it also
+records the job's own CPU time (`cpu_seconds`), the cost axis of the report's curves.
 Linux only: elsewhere nothing is recorded and the report says nothing.
 """
 
@@ -74,6 +75,13 @@ class MachineShare:
         self.started = time.perf_counter()
         self.busy = machine_busy_seconds()
         self.mine = tree_cpu_seconds(self.root) if self.busy is not None else 0.0
+
+    def job_cpu_seconds(self) -> float | None:
+        """CPU-seconds this job's processes on this host used since the start (all ranks, all threads):
+        the cost of a run that neither sharing nor thread count hides; None where it cannot be read."""
+        if self.busy is None:
+            return None
+        return round(tree_cpu_seconds(self.root) - self.mine, 2)
 
     def others_cores(self) -> float | None:
         """Cores other processes used on average since the start; None where it cannot be read."""

@@ -109,6 +109,7 @@ class AttemptClock:
             "commit": self.commit,
             "torch": torch.__version__,
             "others_cores": self.share.others_cores() if self.share else None,
+            "cpu_seconds": self.share.job_cpu_seconds() if self.share else None,
         })
         write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
 
