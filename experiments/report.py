@@ -10,7 +10,10 @@ variant, setting and seed with mean +- sample std over seeds, the pretraining ga
 constant-answer baselines ("London", and the most common dev answer) and the published reference
 results; the settings that differ from the reference configs (a reduced run says so at its top);
 the command that ran it; wall time, device and commit per run; and loss-curve PNGs (matplotlib)
-for pretraining and finetuning beside the Markdown file. `--preface FILE` puts Markdown under the
+for pretraining and finetuning beside the Markdown file. Several sweeps also get a Comparison table
+(each recipe against the first row, with its standard error: experiments.decisions) and, where
+sweeps differ only in the pretraining budget, Curves of accuracy against CPU time
+(experiments.curves). A run whose machine was shared is marked †. `--preface FILE` puts Markdown under the
 title, its {{...}} placeholders filled from the sweeps (see experiments/preface.py for the
 language). `--predictions DIR` copies each finetuned run's dev predictions there. A missing or
 unfinished run, or a bad placeholder, is one error line naming its file; nothing is written until
@@ -29,6 +32,7 @@ from pathlib import Path
 from data.atomic import write_text_atomically
 from data.errors import DataError
 from experiments.baselines import Baselines, constant_baselines
+from experiments.curves import curves_section
 from experiments.figures import loss_figures
 from experiments.formats import duration
 from experiments.grid import SETTINGS
@@ -115,7 +119,8 @@ def render(sweeps: list[Sweep], baselines: dict[str, Baselines], out: Path, figu
                   "time, its median tokens/s and final loss, and the wall time of pretraining + finetuning + "
                   "evaluation per seed.", ""]
         lines += comparison_table(compared, baselines)
-    figures: dict[str, bytes] = {}
+    curve_lines, figures = curves_section(compared, figures_link)
+    lines += curve_lines
     for sweep in sweeps:
         section, sweep_figures = sweep_section(sweep, baselines[sweep.slug], figures_link)
         lines.append(section)

@@ -18,6 +18,7 @@ import yaml
 from data.errors import DataError
 from experiments.grid import SETTING_PHASE, SETTINGS, cell_dir, phase_configs, variant_names
 from experiments.memorization import MEMORIZATION_FILE
+from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
 
 ATTEMPT_KEYS = ("seconds", "device", "started")  # what the report reads of each attempt
@@ -64,6 +65,23 @@ class RunResult:
     def seconds(self) -> float:
         """Wall time: a resumed run's attempts, summed."""
         return sum(a["seconds"] for a in self.attempts)
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the job's own processes, attempts summed; None where an attempt did not record it."""
+        values = [a.get("cpu_seconds") for a in self.attempts]
+        return None if None in values else sum(values)
+
+    @property
+    def others_cores(self) -> float | None:
+        """The most cores other processes used on average during an attempt; None where none recorded it."""
+        values = [a["others_cores"] for a in self.attempts if a.get("others_cores") is not None]
+        return max(values) if values else None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes took a share of the machine (launcher.machine_share) during an attempt."""
+        return (self.others_cores or 0.0) > SHARED_CORES
 
     @property
     def device(self) -> str:
@@ -127,7 +145,11 @@ class Sweep:
 
     def pretrain_run(self) -> RunResult:
         """The first pretraining run (seed order): its config is the sweep's pretraining recipe."""
-        return next(self.runs[(v, s, "pretrain")] for v in self.variants for s in self.seeds)
+        return self.phase_run("pretrain")
+
+    def phase_run(self, phase_config: str) -> RunResult:
+        """The first run of a phase config (variant, then seed order): its config is that phase's recipe."""
+        return next(self.runs[(v, s, phase_config)] for v in self.variants for s in self.seeds)
 
     def finetuned_run(self) -> RunResult:
         """Any run that answered the dev questions: they all read the same file."""

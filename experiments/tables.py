@@ -8,7 +8,23 @@ from experiments.baselines import Baselines
 from experiments.formats import duration, loss, mean_std, percent, plain, rate, signed, signed_span
 from experiments.grid import SETTING_TITLES
 from experiments.reference import SPEC_LONDON, SPEC_SCRATCH, reference_gain, spec_reference
-from experiments.runs import Sweep, lookup
+from experiments.decisions import MARGIN, gain
+from experiments.runs import RunResult, Sweep, lookup
+from launcher.machine_share import SHARED_CORES
+
+SHARED = " †"
+SHARED_NOTE = (f"† the machine was shared: other processes used more than {SHARED_CORES} cores on average while "
+               "the run ran (run.json `others_cores`), so its wall time is not the time it takes alone.")
+
+
+def shared_mark(runs: list[RunResult]) -> str:
+    return SHARED if any(r.shared for r in runs) else ""
+
+
+def cpu_time(runs: list[RunResult]) -> str:
+    """Mean CPU time of the runs' own processes, or a dash where a run did not record it."""
+    values = [r.cpu_seconds for r in runs]
+    return "—" if None in values else duration(statistics.mean(values))
 
 
 def accuracy_table(sweep: Sweep, baselines: Baselines) -> list[str]:
@@ -46,13 +62,19 @@ def gain_table(sweep: Sweep) -> list[str]:
 
 def runs_table(sweep: Sweep) -> list[str]:
     """Device, wall time, steps, final loss, commit and date of every run."""
-    lines = ["Runs:", "", "| run | device | wall time | steps | tokens/s | final loss | commit | date |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = ["Runs:", "", "| run | device | wall time | steps | tokens/s | final loss | commit | date | CPU time | "
+             "others' cores |", "|---|---|---:|---:|---:|---:|---|---|---:|---:|"]
     for (variant, seed, phase_config), run in sweep.runs.items():
         restarts = f" ({len(run.attempts)} attempts)" if len(run.attempts) > 1 else ""
-        lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | {duration(run.seconds)}{restarts} | "
-                     f"{run.loss[-1][0]} | {rate(run.tokens_per_second)} | {loss(run.final_loss)} | {run.commit} | {run.date} |")
-    return lines + [""]
+        others = "—" if run.others_cores is None else f"{run.others_cores:.2f}"
+        lines.append(f"| {variant} seed {seed} {phase_config} | {run.device} | "
+                     f"{duration(run.seconds)}{restarts}{shared_mark([run])} | {run.loss[-1][0]} | "
+                     f"{rate(run.tokens_per_second)} | {loss(run.final_loss)} | {run.commit} | {run.date} | "
+                     f"{cpu_time([run])} | {others} |")
+    lines.append("")
+    if any(run.shared for run in sweep.runs.values()):
+        lines += [SHARED_NOTE, ""]
+    return lines
 
 
 # Keys that say where a run's files are, not what it does: left out of a recipe's description.
@@ -60,17 +82,32 @@ PLACE_KEYS = ("run_dir", "seed", "init_from", "data.corpus", "data.finetune", "e
               "train.log_every", "train.resume", "distributed.")
 
 
-def recipe_keys(sweeps: list[Sweep]) -> list[str]:
-    """Pretraining config keys whose values differ between the sweeps (what the comparison varies)."""
+# Keys only pretraining reads (launcher.config says "pretraining only"): a finetune's copy of them is inert.
+PRETRAINING_ONLY = ("data.question_mix", "data.objective", "data.augment", "data.masking")
+
+
+def recipe_keys(sweeps: list[Sweep], skip: tuple[str, ...] = ()) -> list[str]:
+    """Config keys whose values differ between the sweeps (what the comparison varies): pretraining
+    keys as they are, finetuning keys as "finetune:KEY"; keys starting with one of `skip` left out."""
     from launcher.config import config_differences
 
-    configs = [sweep.pretrain_run().config for sweep in sweeps]
     keys: list[str] = []
-    for other in configs[1:]:
-        for key in config_differences(configs[0], other):
-            if key not in keys and not key.startswith(PLACE_KEYS):
-                keys.append(key)
+    for phase, prefix, inert in (("pretrain", "", skip), ("finetune", "finetune:", PRETRAINING_ONLY)):
+        configs = [sweep.phase_run(phase).config for sweep in sweeps]
+        for other in configs[1:]:
+            for key in config_differences(configs[0], other):
+                if f"{prefix}{key}" not in keys and not key.startswith(PLACE_KEYS + inert):
+                    keys.append(f"{prefix}{key}")
     return keys
+
+
+def recipe(sweep: Sweep, keys: list[str]) -> str:
+    """The sweep's values of the recipe keys, e.g. "`data.masking` salient, `finetune:train.epochs` 10"."""
+    def value(key: str) -> object:
+        phase, _, name = key.rpartition(":")
+        return lookup(sweep.phase_run(phase or "pretrain").config, name)
+
+    return ", ".join(f"`{key}` {plain(value(key))}" for key in keys) or "—"
 
 
 def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> list[str]:
@@ -79,11 +116,12 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
     -> evaluate pipeline's wall time per seed)."""
     keys = recipe_keys(sweeps)
     lines = ["| sweep | recipe | answers | seeds | pretrained | no pretraining | gain | London / most common | "
-             "recall from own text | pretrain wall time | tokens/s | final pretrain loss | pipeline wall time |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "recall from own text | pretrain wall time | tokens/s | final pretrain loss | pipeline wall time | "
+             f"pipeline CPU time | against the first row (± SE; counts beyond {MARGIN:g} SE) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    first = sweeps[0]
     for sweep in sweeps:
-        pretrain = sweep.pretrain_run()
-        recipe = ", ".join(f"`{key}` {plain(lookup(pretrain.config, key))}" for key in keys) or "—"
+        described = recipe(sweep, keys)
         constant = baselines[sweep.slug]
         constants = f"{percent(100 * constant.london.accuracy)} / {percent(100 * constant.most_common.accuracy)}"
         for variant in sweep.variants:
@@ -94,13 +132,27 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
             recalls = [r.recall() for r in runs]
             recall = mean_std(recalls) if None not in recalls else "—"
             rates = [r.tokens_per_second for r in runs]
+            questions = finetunes[0].accuracy["total"]
+            against = "—"
+            if sweep is not first and variant in first.variants:
+                against = gain(pre, first.accuracies(variant, "pretrained"), questions).describe()
             lines.append(
-                f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {recipe} | "
+                f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {described} | "
                 f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "
                 f"{mean_std(scratch) if scratch else '—'} | "
                 f"{signed(sweep.gain(variant)) if scratch else '—'} | {constants} | {recall} | "
-                f"{duration(statistics.mean(r.seconds for r in runs))} | "
+                f"{duration(statistics.mean(r.seconds for r in runs))}{shared_mark(runs)} | "
                 f"{rate(statistics.mean(rates)) if None not in rates else '—'} | "
                 f"{loss(statistics.mean(r.final_loss for r in runs))} | "
-                f"{duration(statistics.mean(p.seconds + f.seconds for p, f in zip(runs, finetunes)))} |")
-    return lines + [""]
+                f"{duration(statistics.mean(p.seconds + f.seconds for p, f in zip(runs, finetunes)))}"
+                f"{shared_mark(runs + finetunes)} | {pipeline_cpu_time(runs, finetunes)} | {against} |")
+    lines.append("")
+    if any(r.shared for sweep in sweeps for r in sweep.runs.values()):
+        lines += [SHARED_NOTE, ""]
+    return lines
+
+
+def pipeline_cpu_time(pretrains: list[RunResult], finetunes: list[RunResult]) -> str:
+    values = [p.cpu_seconds + f.cpu_seconds for p, f in zip(pretrains, finetunes)
+              if p.cpu_seconds is not None and f.cpu_seconds is not None]
+    return duration(statistics.mean(values)) if len(values) == len(pretrains) else "—"

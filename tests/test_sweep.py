@@ -194,6 +194,81 @@ def test_report_compares_sweeps_by_the_recipe_keys_that_differ(grid, world, tmp_
     assert table_row(markdown, "| tiny grid (vanilla) |")[1] == "`data.question_mix` 0, `data.objective` span_corruption"
 
 
+def test_report_marks_a_run_whose_machine_was_shared_and_shows_cpu_time(grid, tmp_path):
+    """run.json's others_cores decides the mark (launcher.machine_share); the CPU time is the run's own."""
+    copied = tmp_path / "tiny"
+    shutil.copytree(grid, copied)
+    record = copied / "rope" / "seed0" / "pretrain" / "run.json"
+    saved = json.loads(record.read_text())
+    saved["attempts"][0]["others_cores"] = 1.0  # as if a second run had shared the two cores
+    record.write_text(json.dumps(saved))
+    out = tmp_path / "results.md"
+    result = report(str(copied), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = out.read_text()
+    for variant in ("vanilla", "rope"):
+        for seed in (0, 1):
+            for phase in PHASES:
+                [attempt] = attempts(copied / variant / f"seed{seed}" / phase)
+                row = table_row(markdown, f"| {variant} seed {seed} {phase} |")
+                assert row[2].endswith(" †") == (attempt["others_cores"] > 0.2)
+                assert attempt["cpu_seconds"] > 0 and row[8] == duration(attempt["cpu_seconds"])
+                assert row[9] == f"{attempt['others_cores']:.2f}"
+    assert table_row(markdown, "| rope seed 0 pretrain |")[2].endswith(" †")
+    assert "† the machine was shared: other processes used more than 0.2 cores on average" in markdown
+    assert table_row(markdown, "| tiny grid (rope) |")[9].endswith(" †")  # the comparison's pretraining wall time
+
+
+def test_report_draws_a_curve_for_sweeps_that_differ_only_in_budget(grid, world, tmp_path):
+    """A second sweep with a longer pretraining (train.max_steps 5 against 3) is the grid's next point:
+    the Curves table holds each point's mean accuracy ± SE and CPU time; the comparison decides with 2 SE."""
+    from experiments.decisions import gain, standard_error
+
+    longer = tmp_path / "longer"
+    result = run_experiment("sweep", "configs/demo", "--data", str(world), "--out", str(longer), "--variants", "vanilla",
+                            "--seeds", "0", "1", "--settings", "pretrained", "--procs", "1", "--label", "longer",
+                            *TINY_SWEEP, "pretrain:train.max_steps=5")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "results.md"
+    result = report(str(grid), str(longer), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = out.read_text()
+    assert "## Curves" in markdown and "](figures/curves.png)" in markdown
+    png = (tmp_path / "figures" / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def accuracies(sweep: Path) -> list[float]:
+        return [100 * json.loads((sweep / "vanilla" / f"seed{s}" / "finetune" / "accuracy.json").read_text())["accuracy"]
+                for s in (0, 1)]
+
+    def cpu(sweep: Path) -> float:
+        return statistics.mean(sum(a["cpu_seconds"] for p in ("pretrain", "finetune")
+                                   for a in attempts(sweep / "vanilla" / f"seed{s}" / p)) for s in (0, 1))
+
+    curves = markdown.split("## Curves")[1].split("\n## ")[0]
+    rows = [line for line in curves.splitlines() if line.startswith("| vanilla |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["tiny", "longer"]  # budget order: 3 steps, then 5
+    for row, sweep in zip(rows, (grid, longer)):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        values = accuracies(sweep)
+        assert cells[5] == f"{statistics.mean(values):.1f} ± {standard_error(values, 16):.1f}"
+        assert cells[6] == duration(cpu(sweep))
+    row = table_row(markdown, "| longer (vanilla) |")
+    assert row[1] == "`train.max_steps` 5"
+    assert row[-1] == gain(accuracies(longer), accuracies(grid), 16).describe()
+    assert table_row(markdown, "| tiny grid (vanilla) |")[-1] == "—"
+
+
+def test_a_gain_counts_only_beyond_two_standard_errors():
+    from experiments.decisions import gain, standard_error
+
+    assert standard_error([10.0, 10.0], 400) == pytest.approx(100 * (0.1 * 0.9 / 800) ** 0.5)  # binomial floor
+    assert standard_error([4.0, 12.0], 400) == pytest.approx(statistics.stdev([4.0, 12.0]) / 2 ** 0.5)  # the seeds'
+    assert gain([9.0, 9.5], [5.0, 5.5], 400).describe() == "+4.0 ± 1.3 (better)"
+    assert gain([6.0, 6.5], [5.0, 5.5], 400).describe() == "+1.0 ± 1.2 (no decision)"
+    assert gain([1.0, 1.5], [5.0, 5.5], 400).describe() == "-4.0 ± 0.9 (worse)"
+
+
 def test_report_reads_the_loss_curve_from_tensorboard(grid):
     from experiments.runs import read_loss
 

@@ -1,0 +1,33 @@
+"""launcher.machine_share: the cores other processes take while a run runs, and the run's own CPU time.
+
+A busy process outside the job (double-forked, so it is nobody's child) shows up as about one core
+of others; the CPU time of a busy child of the job is the job's own, not others'."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from launcher.machine_share import MachineShare, machine_busy_seconds
+
+BUSY_WALL = "import time\nt = time.time()\nwhile time.time() - t < {seconds}: pass"
+BUSY_CPU = "import time\nwhile time.process_time() < {seconds}: pass"  # a fixed amount of work, however loaded the machine
+
+
+def test_a_busy_process_outside_the_job_is_counted_as_others():
+    subprocess.run(["bash", "-c", f"({sys.executable} -c '{BUSY_WALL.format(seconds=3)}' &)"], check=True)
+    share = MachineShare("single")
+    time.sleep(2)
+    assert share.others_cores() > 0.6
+    assert share.job_cpu_seconds() < 0.5
+
+
+def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
+    share = MachineShare("single")
+    busy, started = machine_busy_seconds(), time.perf_counter()
+    subprocess.run([sys.executable, "-c", BUSY_CPU.format(seconds=1.5)], check=True)
+    machine_cores = (machine_busy_seconds() - busy) / (time.perf_counter() - started)
+    mine = share.job_cpu_seconds()
+    assert mine > 1.4
+    assert share.others_cores() < machine_cores - 0.3  # the child's core is not counted as someone else's
