@@ -77,8 +77,9 @@ def runs_table(sweep: Sweep) -> list[str]:
     return lines
 
 
-# Keys that say where a run's files are, not what it does: left out of a recipe's description.
-PLACE_KEYS = ("run_dir", "seed", "init_from", "data.corpus", "data.finetune", "eval.", "train.checkpoint_every",
+# Keys that say where a run's files are, not what it does, and the variant, which every row names
+# beside its sweep: left out of a recipe's description.
+PLACE_KEYS = ("run_dir", "seed", "init_from", "model.variant", "data.corpus", "data.finetune", "eval.", "train.checkpoint_every",
               "train.log_every", "train.resume", "distributed.")
 
 
@@ -134,8 +135,8 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
             rates = [r.tokens_per_second for r in runs]
             questions = finetunes[0].accuracy["total"]
             against = "—"
-            if sweep is not first and variant in first.variants:
-                against = gain(pre, first.accuracies(variant, "pretrained"), questions).describe()
+            if (sweep, variant) != (first, first.variants[0]):
+                against = gain(pre, first.accuracies(first.variants[0], "pretrained"), questions).describe()
             lines.append(
                 f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {described} | "
                 f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "

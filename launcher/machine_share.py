@@ -75,13 +75,15 @@ class MachineShare:
         self.started = time.perf_counter()
         self.busy = machine_busy_seconds()
         self.mine = tree_cpu_seconds(self.root) if self.busy is not None else 0.0
+        # what this process spent before (importing torch): part of the run's cost, as it is of its wall time
+        self.before = process_table().get(os.getpid(), (0, 0.0))[1] if self.busy is not None else 0.0
 
     def job_cpu_seconds(self) -> float | None:
         """CPU-seconds this job's processes on this host used since the start (all ranks, all threads):
         the cost of a run that neither sharing nor thread count hides; None where it cannot be read."""
         if self.busy is None:
             return None
-        return round(tree_cpu_seconds(self.root) - self.mine, 2)
+        return round(tree_cpu_seconds(self.root) - self.mine + self.before, 2)
 
     def others_cores(self) -> float | None:
         """Cores other processes used on average since the start; None where it cannot be read."""

@@ -20,7 +20,7 @@ def test_a_busy_process_outside_the_job_is_counted_as_others():
     share = MachineShare("single")
     time.sleep(2)
     assert share.others_cores() > 0.6
-    assert share.job_cpu_seconds() < 0.5
+    assert share.job_cpu_seconds() < time.process_time() + 0.5  # this process's own time (imports), no more
 
 
 def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
@@ -29,5 +29,5 @@ def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
     subprocess.run([sys.executable, "-c", BUSY_CPU.format(seconds=1.5)], check=True)
     machine_cores = (machine_busy_seconds() - busy) / (time.perf_counter() - started)
     mine = share.job_cpu_seconds()
-    assert mine > 1.4
+    assert mine > time.process_time() + 1.4  # the child's 1.5 s are the job's
     assert share.others_cores() < machine_cores - 0.3  # the child's core is not counted as someone else's

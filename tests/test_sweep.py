@@ -256,7 +256,10 @@ def test_report_draws_a_curve_for_sweeps_that_differ_only_in_budget(grid, world,
     row = table_row(markdown, "| longer (vanilla) |")
     assert row[1] == "`train.max_steps` 5"
     assert row[-1] == gain(accuracies(longer), accuracies(grid), 16).describe()
-    assert table_row(markdown, "| tiny grid (vanilla) |")[-1] == "—"
+    assert table_row(markdown, "| tiny grid (vanilla) |")[-1] == "—"  # the first row is the reference of every other
+    rope = [100 * json.loads((grid / "rope" / f"seed{s}" / "finetune" / "accuracy.json").read_text())["accuracy"]
+            for s in (0, 1)]
+    assert table_row(markdown, "| tiny grid (rope) |")[-1] == gain(rope, accuracies(grid), 16).describe()
 
 
 def test_a_gain_counts_only_beyond_two_standard_errors():
