@@ -27,7 +27,9 @@ def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
     share = MachineShare("single")
     busy, started = machine_busy_seconds(), time.perf_counter()
     subprocess.run([sys.executable, "-c", BUSY_CPU.format(seconds=1.5)], check=True)
-    machine_cores = (machine_busy_seconds() - busy) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    machine_cores = (machine_busy_seconds() - busy) / elapsed
     mine = share.job_cpu_seconds()
     assert mine > time.process_time() + 1.4  # the child's 1.5 s are the job's
-    assert share.others_cores() < machine_cores - 0.3  # the child's core is not counted as someone else's
+    # the child's cores are not counted as someone else's, however busy the rest of the machine is
+    assert share.others_cores() < machine_cores - 0.5 * 1.5 / elapsed
