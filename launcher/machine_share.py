@@ -76,7 +76,8 @@ class MachineShare:
         self.busy = machine_busy_seconds()
         self.mine = tree_cpu_seconds(self.root) if self.busy is not None else 0.0
         # what this process spent before (importing torch): part of the run's cost, as it is of its wall time
-        self.before = process_table().get(os.getpid(), (0, 0.0))[1] if self.busy is not None else 0.0
+        # (its own CPU time only: a long-lived process's reaped children belong to earlier work)
+        self.before = time.process_time() if self.busy is not None else 0.0
 
     def job_cpu_seconds(self) -> float | None:
         """CPU-seconds this job's processes on this host used since the start (all ranks, all threads):
