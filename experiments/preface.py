@@ -23,8 +23,9 @@ NAME is one of (keys in [] are optional; without them every variant, setting, ph
     wall_time sweep=S [variant phase seed]                the runs' wall time, summed: 54 min 38 s
     wall_time_range sweep=S [variant phase seed]          shortest to longest run: 3 min 32 s–3 min 41 s
     london sweep=S                              answering "London" on the sweep's dev file, %: 5.0
-    recall sweep=S variant=V                    dev birth places the pretrained model recalls from their
-                                                own documents (experiments.memorization), %: 78.1
+    recall sweep=S variant=V [form=F]           dev birth places the pretrained model recalls from their
+                                                own documents (experiments.memorization), %: 78.1;
+                                                form continue (the default) or infill
     reference variant=V setting=T               the published reference accuracy, %: 8.2 or 21.6–30.6
     config sweep=S phase=P key=K [variant]      a config value shared by those runs: 120
 
@@ -170,10 +171,14 @@ def render_recall(context: Context, p: Placeholder) -> str:
     [variant] = choose(p, "variant", sweep.variants, holds([sweep]))
     if "pretrained" not in sweep.settings:
         raise PlaceholderError(f"sweep {sweep.slug} has no pretraining runs")
-    values = [sweep.runs[(variant, seed, "pretrain")].recall() for seed in sweep.seeds]
-    if None in values:
+    [form] = p.params.get("form", ["continue"])
+    runs = [sweep.runs[(variant, seed, "pretrain")] for seed in sweep.seeds]
+    if any(run.memorization is None for run in runs):
         raise PlaceholderError(f"sweep {sweep.slug} has a pretraining run without memorization.json")
-    return mean_std(values)
+    known = sorted({f for run in runs for f in run.memorization["recall"]})
+    if any(form not in run.memorization["recall"] for run in runs):
+        raise PlaceholderError(f"unknown recall form {form!r} (sweep {sweep.slug} measured {', '.join(known)})")
+    return mean_std([run.recall(form) for run in runs])
 
 
 def render_reference(context: Context, p: Placeholder) -> str:
@@ -222,7 +227,7 @@ DIRECTIVES = {
     "wall_time": Directive(("sweep",), RANGE_KEYS, render_wall_time),
     "wall_time_range": Directive(("sweep",), RANGE_KEYS, render_wall_time_range),
     "london": Directive(("sweep",), (), render_london, ("sweep",)),
-    "recall": Directive(("sweep", "variant"), (), render_recall, ("sweep", "variant")),
+    "recall": Directive(("sweep", "variant"), ("form",), render_recall, ("sweep", "variant", "form")),
     "reference": Directive(("variant", "setting"), (), render_reference, ("variant", "setting")),
     "config": Directive(("sweep", "phase", "key"), ("variant",), render_config, ("sweep", "phase", "key")),
 }
@@ -249,7 +254,7 @@ def parse_placeholder(text: str) -> Placeholder:
     if missing:
         raise PlaceholderError(f"{name} needs {', '.join(f'{k}=' for k in missing)}")
     for key in directive.single:
-        if len(params[key]) > 1:
+        if len(params.get(key, ())) > 1:
             raise PlaceholderError(f"{name} takes one {key}, got {len(params[key])}")
     return Placeholder(name, params)
 

@@ -40,7 +40,8 @@ def run(variant: str, seed: int, phase: str, scale: int) -> RunResult:
                        [(10, LOSS[phase][seed] * scale)],
                        accuracy=None if accuracy is None else {"accuracy": accuracy[seed] / 100, "correct": int(accuracy[seed]), "total": 100})
     if phase == "pretrain" and scale == 1:
-        result.memorization = {"recall": {"continue": {"accuracy": RECALL[seed] / 100}}}
+        result.memorization = {"recall": {"continue": {"accuracy": RECALL[seed] / 100},
+                                          "infill": {"accuracy": RECALL[seed] / 200}}}
     return result
 
 
@@ -76,6 +77,7 @@ def fill(text: str) -> str:
     ("{{wall_time_range sweep=synthetic variant=vanilla phase=pretrain seed=0,2}}", "3 min 32 s–3 min 41 s"),
     ("{{london sweep=slow}}", "5.0"),
     ("{{recall sweep=synthetic variant=vanilla}}", "75.0 ± 5.0"),
+    ("{{recall sweep=synthetic variant=vanilla form=infill}}", "37.5 ± 2.5"),
     ("{{reference variant=perceiver setting=pretrained}}", "8.2"),
     ("{{reference variant=vanilla setting=scratch}}", "0.6–2.0"),
     ("{{config sweep=synthetic phase=pretrain key=train.epochs}}", "120"),
@@ -108,6 +110,7 @@ def test_a_preface_keeps_its_prose_and_fills_several_placeholders_on_a_line():
     ("{{gain sweep=synthetic sweep=slow variant=rope}}", "sweep given twice"),
     ("{{reference variant=rope setting=pretrained}}", "the reports give no reference result for rope, pretrained"),
     ("{{recall sweep=slow variant=rope}}", "sweep slow has a pretraining run without memorization.json"),
+    ("{{recall sweep=synthetic variant=rope form=prefix}}", "unknown recall form 'prefix' (sweep synthetic measured continue, infill)"),
     ("{{config sweep=synthetic phase=pretrain key=model.variant}}", "model.variant differs between the selected runs (rope, vanilla)"),
     ("{{config sweep=synthetic phase=pretrain key=model.depth}}", "no config key 'model.depth' in those runs' config.yaml"),
 ])
