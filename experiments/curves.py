@@ -96,7 +96,7 @@ def curve_figure(found: dict[str, list[Point]]) -> bytes:
                       color=colour, marker=marker, linestyle="-", capsize=3, label=name, markerfacecolor=colour)
         for p in drawn:
             if p.shared:
-                axis.plot([p.cpu_minutes], [p.accuracy], marker=marker, color="white", markersize=3.5, linestyle="")
+                axis.plot([p.cpu_minutes], [p.accuracy], marker=marker, color="white", markersize=3.5, linestyle="", zorder=5)
     axis.set_xlabel("CPU-minutes, pretraining + finetuning (all threads; 2 cores for an hour = 120)")
     axis.set_ylabel("accuracy on the held-out questions (%)")
     axis.grid(True, alpha=0.3)
