@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import re
 
+from data.augment import split_title
 from data.corruption import corrupt_document, longest_truncation, masked_example
 
 MONTHS = frozenset("January February March April May June July August September October November December".split())
@@ -82,8 +83,8 @@ def salient_spans(text: str, title: str | None = None) -> list[tuple[int, int]]:
 
 def title_of(document: str) -> str | None:
     """The person's name of a "Name. text" line; None for a document without one."""
-    title, sep, _ = document.partition(". ")
-    return title if sep and title and len(title) <= 80 else None
+    parts = split_title(document)  # the augmentation's own rule for what a title is
+    return parts[0] if parts else None
 
 
 def corrupt_document_salient(document: str, block_size: int, rng: random.Random) -> tuple[str, int]:

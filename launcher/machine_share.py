@@ -79,18 +79,21 @@ class MachineShare:
         # (its own CPU time only: a long-lived process's reaped children belong to earlier work)
         self.before = time.process_time() if self.busy is not None else 0.0
 
-    def job_cpu_seconds(self) -> float | None:
-        """CPU-seconds this job's processes on this host used since the start (all ranks, all threads):
-        the cost of a run that neither sharing nor thread count hides; None where it cannot be read."""
-        if self.busy is None:
-            return None
-        return round(tree_cpu_seconds(self.root) - self.mine + self.before, 2)
-
-    def others_cores(self) -> float | None:
-        """Cores other processes used on average since the start; None where it cannot be read."""
+    def measure(self) -> tuple[float | None, float | None]:
+        """(others_cores, job_cpu_seconds) since the start, from one reading of the process tree:
+        the cores other processes used on average, and this job's own CPU time (all ranks and
+        threads on this host, the cost that neither sharing nor thread count hides); None where
+        /proc cannot be read."""
         busy = machine_busy_seconds()
         elapsed = time.perf_counter() - self.started
         if busy is None or self.busy is None or elapsed <= 0:
-            return None
-        others = (busy - self.busy) - (tree_cpu_seconds(self.root) - self.mine)
-        return round(max(0.0, others) / elapsed, 3)
+            return None, None
+        mine = tree_cpu_seconds(self.root) - self.mine
+        others = (busy - self.busy) - mine
+        return round(max(0.0, others) / elapsed, 3), round(mine + self.before, 2)
+
+    def others_cores(self) -> float | None:
+        return self.measure()[0]
+
+    def job_cpu_seconds(self) -> float | None:
+        return self.measure()[1]

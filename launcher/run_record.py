@@ -97,6 +97,7 @@ class AttemptClock:
             os.replace(path, kept)
             print(f"warning: {exc}; moved it to {kept.name} and started a new record", file=sys.stderr, flush=True)
             attempts = []
+        others_cores, cpu_seconds = self.share.measure() if self.share else (None, None)
         attempts.append({
             "phase": phase,
             "started": self.started_wall.isoformat(timespec="seconds"),
@@ -108,8 +109,8 @@ class AttemptClock:
             "host": socket.gethostname(),
             "commit": self.commit,
             "torch": torch.__version__,
-            "others_cores": self.share.others_cores() if self.share else None,
-            "cpu_seconds": self.share.job_cpu_seconds() if self.share else None,
+            "others_cores": others_cores,
+            "cpu_seconds": cpu_seconds,
         })
         write_text_atomically(path, json.dumps({"attempts": attempts}, indent=1) + "\n")
 
