@@ -42,8 +42,9 @@ demo: setup
 	@$(PY) -m experiments.accuracy runs/demo/vanilla/finetune runs/demo/vanilla/finetune_scratch \
 		--label "pretrained, then finetuned" --label "no pretraining         "
 
+# The 20 slowest tests close the output: the suite's budget is 25 minutes on CI's 2 cores
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # Speed and memory against baselines measured in the same run (bench/run.py; about 12 minutes on 2 cores)
 bench: setup

@@ -192,7 +192,7 @@ def matmul_ceiling(precision: str, size: int = 8192, repeats: int = 10) -> float
 
 
 def benchmark(data: DataSet, out: Path, runs: Path, steps: int, workers: int, overrides: list[str],
-              deadline: Deadline) -> dict:
+              deadline: Deadline, precisions: tuple[str, ...] = BENCH_ORDER) -> dict:
     from bench import loader
     from bench.mfu import model_flops_per_token, peak_tflops
 
@@ -200,7 +200,7 @@ def benchmark(data: DataSet, out: Path, runs: Path, steps: int, workers: int, ov
     flops = {v: model_flops_per_token(v, data.corpus, overrides) for v in variant_names()}
     rows = Rows(out / "bench.json", {"machine": machine(), "matmul_tflops": ceilings, "model_flops_per_token": flops})
     expected = None  # seconds of the last finished run: the next one starts only if it fits
-    for precision in BENCH_ORDER:
+    for precision in precisions:
         for variant in variant_names():
             if expected is not None and not deadline.fits(expected):
                 rows.add({"variant": variant, "precision": precision, "ok": False, "error": "not run: the --budget was spent"})
@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="config overrides for every run (the CPU rehearsal's small model)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="data.workers of each run (pinned copies on a GPU)")
+    parser.add_argument("--precisions", nargs="+", choices=BENCH_ORDER, default=list(BENCH_ORDER),
+                        help="bench: the precisions to measure, in this order (default: all, bf16 first; the CPU "
+                             "rehearsal measures fewer, since its smoke already ran every one)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="the stage's deadline: no run starts that cannot finish before it; results so far are kept")
     args = parser.parse_args(argv)
@@ -267,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: smoke {r['variant']} {r['precision']}: {r.get('error', 'finished without resuming through the universal checkpoint')}",
                   file=sys.stderr)
         return 1 if failed else 0
-    result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline)
+    precisions = tuple(sorted(set(args.precisions), key=args.precisions.index))
+    result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline, precisions)
     print("\n".join(table_lines(result["runs"])))
     print(f"matmul TFLOP/s: {result['matmul_tflops']}; loader: {result.get('loader', 'not measured: the --budget was spent')}")
     return 1 if any(not r["ok"] for r in result["runs"]) else 0

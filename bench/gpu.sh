@@ -49,12 +49,14 @@ workers=$(( cores / 4 > 1 ? cores / 4 - 1 : 1 ))  # per run, when several runs s
 if [[ $SCALE == tiny ]]; then  # a 32-wide model, a few steps, two runs at a time: minutes on 2 cores
   SMALL=(model.n_embd=32 model.n_head=2)
   SMOKE_STEPS=${SMOKE_STEPS:-4}; BENCH_STEPS=${BENCH_STEPS:-6}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-2}
+  BENCH_PRECISIONS=${BENCH_PRECISIONS:-bf16 fp32}  # the smoke ran all four; the bench's order is what is rehearsed
   TABLE_SET=("${SMALL[@]}" train.max_steps=3 train.log_every=1 eval.max_new_tokens=8)
   TABLE_PRECISION=${TABLE_PRECISION:-fp32}
   BUDGET=([setup]=600 [smoke]=600 [spec]=600 [bench]=600 [rest]=900)
 elif [[ $SCALE == full ]]; then
   SMALL=()
   SMOKE_STEPS=${SMOKE_STEPS:-30}; BENCH_STEPS=${BENCH_STEPS:-300}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-17}
+  BENCH_PRECISIONS=${BENCH_PRECISIONS:-bf16 fp32 tf32 fp16}
   TABLE_SET=()
   TABLE_PRECISION=${TABLE_PRECISION:-bf16}
 else
@@ -122,7 +124,7 @@ stage_rest() {
 
 stage_bench() {
   timeout --kill-after=5 $(( $1 + 15 )) "$PY" -m bench.gpu bench --data "$DATA" --steps "$BENCH_STEPS" --out "$OUT" --runs "$RUNS/bench" \
-    --workers $(( cores > 2 ? cores / 2 : 1 )) --budget "$1" ${SMALL[@]+--set "${SMALL[@]}"}
+    --workers $(( cores > 2 ? cores / 2 : 1 )) --budget "$1" --precisions $BENCH_PRECISIONS ${SMALL[@]+--set "${SMALL[@]}"}
 }
 
 status=0

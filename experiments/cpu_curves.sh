@@ -4,20 +4,22 @@
 # its comparison (gains beyond two standard errors) and curves (accuracy against CPU time).
 #
 #   bash experiments/cpu_curves.sh [CANDIDATE ...]     # default: every candidate below
-#   BUDGETS="90 180 360" DATA=datasets/birthplaces OUT=runs/cpu-curves bash experiments/cpu_curves.sh rope-spec
+#   BUDGETS="50 100" OUT=runs/c26 SELECTION=runs/selection400 bash experiments/cpu_curves.sh rope-spec
 #
-# Budgets are pretraining epochs; 90, 180 and 360 are about 15, 30 and 60 minutes of the 2 cores
-# alone (2,937 documents x 79 tokens an epoch at about 26,500 tokens/s). Every budget's cosine ends
-# at its own last token (train.final_tokens). Runs that finished are skipped, so the script
-# continues where it stopped. The no-pretraining baseline, which no pretraining budget changes, is one sweep
-# per variant (OUT/scratch-VARIANT). Nothing here reads the dev file: it is scored once, for the
-# chosen recipe, by the README's command.
+# Budgets are pretraining epochs; 50, 100, 200 and 360 are about 7, 15, 30 and 55 minutes of the 2
+# cores alone (2,937 documents x 79 tokens an epoch at about 26,500 tokens/s), or 15, 29, 58 and
+# 105 CPU-minutes. Every budget's cosine ends at its own last token (train.final_tokens). A
+# candidate that changes only finetuning (rope-spec-ft*) finetunes rope-spec's pretraining runs at
+# the same budget (experiments.sweep --pretrained-from), so it costs minutes. Runs that finished are
+# skipped, so the script continues where it stopped. The no-pretraining baseline, which no
+# pretraining budget changes, is one sweep per variant (OUT/scratch-VARIANT). Nothing here reads the
+# dev file: it is scored once, for the chosen recipe, by the README's command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-datasets/birthplaces}
 OUT=${OUT:-runs/cpu-curves}
-BUDGETS=${BUDGETS:-90 180 360}
+BUDGETS=${BUDGETS:-50 100 200 360}
 SEEDS=${SEEDS:-0 1}
 HOLDOUT=${HOLDOUT:-400}  # held-out training questions to select on
 EXTRA=${EXTRA:-}  # more --set overrides for every run, e.g. EXTRA="train.max_steps=2" to rehearse the script
@@ -27,19 +29,30 @@ candidate() {  # the sweep arguments of a candidate: its variant and its --set o
   case $1 in
     vanilla-spec) echo "--variants vanilla --set $SPEC" ;;  # SPEC's recipe at configs/cpu/'s shape: the reference
     rope-spec) echo "--variants rope --set $SPEC" ;;
+    rope-spec-lr1e-3) echo "--variants rope --set $SPEC pretrain:train.learning_rate=1e-3" ;;  # rope's own rate
     rope-salient) echo "--variants rope --set $SPEC pretrain:data.masking=salient" ;;
-    rope-salient-lr1e-3) echo "--variants rope --set $SPEC pretrain:data.masking=salient pretrain:train.learning_rate=1e-3" ;;
-    rope-salient-ft20) echo "--variants rope --set $SPEC pretrain:data.masking=salient finetune:train.epochs=20 finetune:train.learning_rate=1e-4" ;;
+    # finetuning knobs on rope-spec's pretraining (borrowed: a knob costs a finetune, not a pretraining)
+    rope-spec-ft10) echo "--variants rope --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
+    rope-spec-ft20) echo "--variants rope --set $SPEC finetune:train.epochs=20" ;;
+    rope-spec-ftlr1e-3) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-3" ;;
+    rope-spec-ft20lr1e-3) echo "--variants rope --set $SPEC finetune:train.epochs=20 finetune:train.learning_rate=1e-3" ;;
     configs-cpu) echo "--variants vanilla" ;;  # configs/cpu/ as it is (text + question mix + name-anchored)
-    *) echo "error: unknown candidate '$1' (known: vanilla-spec rope-spec rope-salient rope-salient-lr1e-3 rope-salient-ft20 configs-cpu)" >&2
+    *) echo "error: unknown candidate '$1' (known: ${ALL[*]})" >&2
        return 2 ;;
   esac
 }
-ALL=(vanilla-spec rope-spec rope-salient rope-salient-lr1e-3 rope-salient-ft20 configs-cpu)
+pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes (itself unless it only changes finetuning)
+  case $1 in
+    rope-spec-ft*) echo rope-spec ;;
+    *) echo "$1" ;;
+  esac
+}
+ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft10 rope-spec-ft20 rope-spec-ftlr1e-3
+     rope-spec-ft20lr1e-3 configs-cpu)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
-SELECTION=$OUT/selection$HOLDOUT
+SELECTION=${SELECTION:-$OUT/selection$HOLDOUT}  # the split's folder (made here unless it exists)
 [[ -f $SELECTION/selection.json ]] || "$PY" -m data.selection "$DATA" "$SELECTION" --holdout "$HOLDOUT" --seed 0
 DOCUMENTS=$(grep -c . "$SELECTION/wiki.txt")
 
@@ -58,15 +71,24 @@ side_by_side() {  # side_by_side OUT ARGS...: one sweep per seed, each on one th
     > "$out/grid.out" 2>&1
 }
 
+point() {  # point NAME EPOCHS: one candidate at one budget, into OUT/NAME-EPOCHS (skipped where done)
+  local name=$1 epochs=$2 base borrow=() args
+  base=$(pretraining_of "$name")
+  if [[ $base != "$name" ]]; then
+    point "$base" "$epochs"  # its pretraining first (nothing runs again where it is done)
+    borrow=(--pretrained-from "$OUT/$base-$epochs")
+  fi
+  read -r -a args <<< "$(candidate "$name")"
+  echo "$(date -u +%FT%TZ) $name, $epochs epochs -> $OUT/$name-$epochs"
+  side_by_side "$OUT/$name-$epochs" --settings pretrained "${borrow[@]}" "${args[@]}" --set train.log_every=100 $EXTRA \
+    "pretrain:train.epochs=$epochs" "pretrain:train.final_tokens=$((epochs * DOCUMENTS * 79))"
+}
+
 swept=()
 for name in "${CANDIDATES[@]}"; do
-  read -r -a args <<< "$(candidate "$name")"
   for epochs in $BUDGETS; do
-    out=$OUT/$name-$epochs
-    echo "$(date -u +%FT%TZ) $name, $epochs epochs -> $out"
-    side_by_side "$out" --settings pretrained "${args[@]}" --set train.log_every=100 $EXTRA \
-      "pretrain:train.epochs=$epochs" "pretrain:train.final_tokens=$((epochs * DOCUMENTS * 79))"
-    swept+=("$out")
+    point "$name" "$epochs"
+    swept+=("$OUT/$name-$epochs")
   done
 done
 for variant in $(printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//; s/configs/vanilla/' | sort -u); do

@@ -100,8 +100,13 @@ def phase_overrides(overrides: list[str], phase_config: str) -> list[str]:
 
 
 def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], settings: list[str],
-              data: Path | None, overrides: list[str]) -> list[Run]:
-    """Every run of the grid in execution order, each config loaded and validated (ConfigError otherwise)."""
+              data: Path | None, overrides: list[str], pretrained_from: Path | None = None) -> list[Run]:
+    """Every run of the grid in execution order, each config loaded and validated (ConfigError otherwise).
+
+    With `pretrained_from`, each cell's pretraining is the one in that sweep directory (same layout):
+    its run keeps the directory, so its config is compared with what this sweep would run there, and
+    the finetune starts from its export. Sweeps that differ only in finetuning keys then share one
+    pretraining, which is most of the cost (experiments.sweep --pretrained-from)."""
     phases = phase_configs(settings)
     for phase_config in PHASE_CONFIGS:
         phase_overrides(overrides, phase_config)  # an unknown phase is an error even where no run would read it
@@ -109,12 +114,14 @@ def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], set
     for variant in variants:
         for seed in seeds:
             cell = cell_dir(out, variant, seed)
+            pretrain_dir = cell_dir(pretrained_from or out, variant, seed) / "pretrain"
             for phase_config in phases:
                 path = scale / f"{phase_config}.yaml"
+                run_dir = pretrain_dir if phase_config == "pretrain" else cell / phase_config
                 sets = [*data_overrides(data, phase_config), *phase_overrides(overrides, phase_config),
-                        f"model.variant={variant}", f"seed={seed}", f"run_dir={cell / phase_config}"]
+                        f"model.variant={variant}", f"seed={seed}", f"run_dir={run_dir}"]
                 if phase_config == "finetune":
-                    sets.append(f"init_from={cell / 'pretrain' / 'export'}")
+                    sets.append(f"init_from={pretrain_dir / 'export'}")
                 config = load_config([path], sets)
                 runs.append(Run(variant, seed, phase_config, (path,), tuple(sets), config))
     return runs

@@ -1,7 +1,8 @@
 """Reading a sweep back: each run directory's config, record of attempts, dev accuracy and loss curve.
 
 A sweep directory holds sweep.json (written by experiments.sweep or slurm/sweep.sh) and one run
-directory per (variant, seed, phase config), laid out as experiments.grid says. Everything is read
+directory per (variant, seed, phase config), laid out as experiments.grid says (a sweep run with
+--pretrained-from keeps its pretraining runs in the directory sweep.json names). Everything is read
 and checked before anything is rendered, so a missing or unfinished run is one ReportError line
 naming its file, never a half-written report.
 """
@@ -258,9 +259,12 @@ def read_sweep(path: Path) -> Sweep:
         raise ReportError(f"{manifest_path}: unreadable ({exc})") from None
     check_manifest(manifest_path, manifest)
     sweep = Sweep(path, manifest)
+    # a sweep run with --pretrained-from finetuned another sweep's pretraining runs: they are its own
+    pretrained_from = Path(manifest["pretrained_from"]) if manifest.get("pretrained_from") else path
     for variant in sweep.variants:
         for seed in sweep.seeds:
             for phase_config in phase_configs(sweep.settings):
-                run_dir = cell_dir(path, variant, seed) / phase_config
+                cell = cell_dir(pretrained_from if phase_config == "pretrain" else path, variant, seed)
+                run_dir = cell / phase_config
                 sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
     return sweep

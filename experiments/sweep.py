@@ -11,7 +11,8 @@ birth_places_train.tsv, birth_dev.tsv). For each variant and seed it runs pretra
 the no-pretraining baseline into DIR/<variant>/seed<seed>/<phase>, each through torchrun (one
 process per GPU, or --procs CPU processes), with its output in DIR/logs/. Every config is validated
 before the first run starts. A run whose directory already holds a completed run of the same config
-is skipped, so an interrupted sweep continues where it stopped; after each pretrained cell's
+is skipped, so an interrupted sweep continues where it stopped; `--pretrained-from DIR` finetunes
+from another sweep's completed pretraining runs (same configs) instead of pretraining again; after each pretrained cell's
 finetune, what its pretraining stored is measured on the dev questions (experiments.memorization)
 into the pretrain run's memorization.json; a directory holding a different
 config, or a run.json that cannot be read, is refused. DIR/sweep.json records the grid and the
@@ -77,6 +78,7 @@ def write_manifest(out: Path, args: argparse.Namespace, argv: list[str], procs: 
         "settings": args.settings,
         "procs": procs,
         "overrides": args.overrides,
+        "pretrained_from": str(args.pretrained_from) if args.pretrained_from else None,
         "command": args.recorded_command or shlex.join([*PROG.split(), *argv]),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": source_commit(),
@@ -96,6 +98,12 @@ def record_memorization(finetune: Run, runs: list[Run]) -> str:
     questions = finetune.config.eval.questions
     if questions is None or read_questions(questions, require_answers=False)[0].answer is None:
         return ""
+    measured = pretrain.run_dir / MEMORIZATION_FILE
+    earlier = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
+    if earlier.get("questions") == str(questions):
+        # measured when its own sweep finetuned it: a pretraining borrowed with --pretrained-from is read, not rewritten
+        recalled = earlier["recall"]["continue"]
+        return f", pretraining recalls {recalled['correct']}/{recalled['total']} birth places from their own documents"
     try:
         results, asked, skipped = measure(Path(finetune.config.init_from), Path(pretrain.config.data.corpus), Path(questions))
     except DataError as exc:  # e.g. no dev person has a document stating the answer: nothing to measure
@@ -141,6 +149,15 @@ def run_all(runs: list[Run], out: Path, procs: int) -> int:
     return 0
 
 
+def check_borrowed_pretraining(runs: list[Run], states: list[str], source: Path) -> None:
+    """--pretrained-from: every pretraining must be complete there; this sweep never writes into another
+    sweep's runs (a different config there is already refused by state_of, naming the key)."""
+    for run, state in zip(runs, states):
+        if run.phase_config == "pretrain" and state != "done":
+            raise ConfigError(f"--pretrained-from {source}: {run.run_dir} holds no completed pretraining "
+                              f"({state}); run that sweep first")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     variants = variant_names()  # the registry as it is now, so a variant registered late is a choice
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
@@ -160,6 +177,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="override a config key in every run, e.g. train.precision=bf16, or in one phase's "
                              "runs: PHASE:KEY=VALUE with PHASE pretrain, finetune or finetune_scratch, "
                              "e.g. pretrain:train.epochs=90")
+    parser.add_argument("--pretrained-from", type=Path, metavar="SWEEP_DIR",
+                        help="finetune from the completed pretraining runs of that sweep directory instead of "
+                             "pretraining again; their configs must be what this sweep would run (so only "
+                             "finetune: and finetune_scratch: overrides may differ)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the runs' commands, run nothing")
     parser.add_argument("--plan", action="store_true",
                         help="validate, write sweep.json and print one line per run for slurm/sweep.sh: "
@@ -169,6 +190,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.plan and args.dry_run:
         parser.error("--plan and --dry-run exclude each other (slurm/sweep.sh passes --plan itself)")
+    if args.pretrained_from is not None and "pretrained" not in args.settings:
+        parser.error("--pretrained-from: needs the pretrained setting (--settings scratch runs no finetune from it)")
     if args.procs is not None and args.procs < 1:
         parser.error(f"--procs: must be at least 1 (got {args.procs})")
     return args
@@ -182,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.data is not None:
             check_data(args.data)
         runs = plan_runs(args.scale, args.out, args.variants, sorted(set(args.seeds)), args.settings, args.data,
-                         args.overrides)
+                         args.overrides, args.pretrained_from)
         check_inputs(runs)  # every question file against its corpus's vocabulary, before any pretraining
         states = [state_of(run) for run in runs]  # refuses a directory it cannot continue before anything runs
+        if args.pretrained_from is not None:
+            check_borrowed_pretraining(runs, states, args.pretrained_from)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -69,8 +69,9 @@ def test_the_runbook_runs_both_calls_from_the_documented_offline_install(tmp_pat
     [universal] = [r for r in smoke if r["variant"] == "vanilla ZeRO-1 universal resume"]
     assert universal["resumed"] and universal["universal"]
     bench = json.loads((out / "bench.json").read_text())
-    assert [(r["variant"], r["precision"]) for r in bench["runs"][:4]] == [(v, "bf16") for v in VARIANTS]  # bf16 first
-    assert len(bench["runs"]) == 16 and all(r["ok"] and r["tokens_per_second"] > 0 for r in bench["runs"])
+    # bf16 first; the rehearsal measures bf16 and fp32 only (BENCH_PRECISIONS), its smoke having run all four
+    assert [(r["variant"], r["precision"]) for r in bench["runs"]] == [(v, p) for p in ("bf16", "fp32") for v in VARIANTS]
+    assert all(r["ok"] and r["tokens_per_second"] > 0 for r in bench["runs"])
     assert all(0 < bench["model_flops_per_token"][v] for v in VARIANTS)
     assert bench["model_flops_per_token"]["perceiver"] < bench["model_flops_per_token"]["vanilla"]
     assert bench["loader"]["identical_micro_batches"] == bench["loader"]["compared_micro_batches"] > 0

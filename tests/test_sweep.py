@@ -194,6 +194,44 @@ def test_report_compares_sweeps_by_the_recipe_keys_that_differ(grid, world, tmp_
     assert table_row(markdown, "| tiny grid (vanilla) |")[1] == "`data.question_mix` 0, `data.objective` span_corruption"
 
 
+def test_sweep_finetunes_another_sweeps_pretraining(grid, world, tmp_path):
+    """--pretrained-from: a finetuning knob costs a finetune, not a pretraining. The other sweep's runs
+    are used as they are (not run, not copied) and the report counts them as this sweep's pretraining."""
+    out = tmp_path / "ft-lr"
+    result = sweep("configs/demo", "--data", str(world), "--out", str(out), "--variants", "rope", "--seeds", "1",
+                   "--settings", "pretrained", "--procs", "1", "--label", "finetune lr", "--pretrained-from", str(grid),
+                   *TINY_SWEEP, "finetune:train.learning_rate=1e-4")
+    assert result.returncode == 0, result.stderr
+    assert "[1/2] rope seed 1 pretrain: done earlier, skipped" in result.stdout
+    source = grid / "rope" / "seed1" / "pretrain"
+    assert not (out / "rope" / "seed1" / "pretrain").exists() and len(attempts(source)) == 1
+    finetune = yaml.safe_load((out / "rope" / "seed1" / "finetune" / "config.yaml").read_text())
+    assert finetune["init_from"] == str(source / "export") and finetune["train"]["learning_rate"] == 1e-4
+    assert json.loads((out / "sweep.json").read_text())["pretrained_from"] == str(grid)
+    markdown_path = tmp_path / "results.md"
+    result = report(str(grid), str(out), "--out", str(markdown_path))
+    assert result.returncode == 0, result.stderr
+    markdown = markdown_path.read_text()
+    row = table_row(markdown, "| finetune lr (rope) |")
+    assert row[1] == "`finetune:train.learning_rate` 0.0001"  # the one recipe key that differs
+    pipeline = attempts(source)[0]["cpu_seconds"] + attempts(out / "rope" / "seed1" / "finetune")[0]["cpu_seconds"]
+    assert row[-2] == duration(pipeline)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("pretrain:train.learning_rate=1e-4", "holds a run with a different config (train.learning_rate: "),
+    ("--seeds=7", "holds no completed pretraining (new); run that sweep first"),
+])
+def test_sweep_refuses_pretraining_it_cannot_borrow(grid, world, tmp_path, change, message):
+    seeds = [change] if change.startswith("--") else ["--seeds", "0"]
+    sets = [] if change.startswith("--") else [change]
+    result = sweep("configs/demo", "--data", str(world), "--out", str(tmp_path / "out"), "--variants", "vanilla",
+                   *seeds, "--settings", "pretrained", "--pretrained-from", str(grid), *TINY_SWEEP, *sets)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists() and not (grid / "vanilla" / "seed7").exists()
+
+
 def test_report_marks_a_run_whose_machine_was_shared_and_shows_cpu_time(grid, tmp_path):
     """run.json's others_cores decides the mark (launcher.machine_share); the CPU time is the run's own."""
     copied = tmp_path / "tiny"
