@@ -32,6 +32,8 @@ candidate() {  # the sweep arguments of a candidate: its variant and its --set o
     rope-spec-lr1e-3) echo "--variants rope --set $SPEC pretrain:train.learning_rate=1e-3" ;;  # rope's own rate
     rope-salient) echo "--variants rope --set $SPEC pretrain:data.masking=salient" ;;
     # finetuning knobs on rope-spec's pretraining (borrowed: a knob costs a finetune, not a pretraining)
+    rope-spec-ft2) echo "--variants rope --set $SPEC finetune:train.epochs=2" ;;
+    rope-spec-ftlr1e-4) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-4" ;;
     rope-spec-ft10) echo "--variants rope --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
     rope-spec-ft20) echo "--variants rope --set $SPEC finetune:train.epochs=20" ;;
     rope-spec-ftlr1e-3) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-3" ;;
@@ -47,8 +49,8 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
     *) echo "$1" ;;
   esac
 }
-ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft10 rope-spec-ft20 rope-spec-ftlr1e-3
-     rope-spec-ft20lr1e-3 configs-cpu)
+ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ft10 rope-spec-ft20
+     rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 configs-cpu)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
