@@ -77,7 +77,9 @@ def sweep_section(sweep: Sweep, baselines: Baselines, figures_link: str) -> tupl
         f"{any_run.setting('model.n_layer')} layers x {any_run.setting('model.n_embd')} wide, "
         f"{any_run.setting('model.n_head')} heads, dropout {any_run.setting('model.dropout')}",
         f"- Devices: {', '.join(sorted({r.device for r in sweep.runs.values()}))}",
-        f"- Wall time, all {len(sweep.runs)} runs: {duration(sum(r.seconds for r in sweep.runs.values()))}",
+        f"- Wall time, all {len(sweep.runs)} runs: {duration(sum(r.seconds for r in sweep.runs.values()))}"
+        + (f" (the pretraining runs are `{m['pretrained_from']}`'s, finetuned here: --pretrained-from)"
+           if m.get("pretrained_from") else ""),
         "",
         "Dev accuracy (%), exact match of the greedy answer:",
         "",

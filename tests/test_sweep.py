@@ -212,6 +212,7 @@ def test_sweep_finetunes_another_sweeps_pretraining(grid, world, tmp_path):
     result = report(str(grid), str(out), "--out", str(markdown_path))
     assert result.returncode == 0, result.stderr
     markdown = markdown_path.read_text()
+    assert f"(the pretraining runs are `{grid}`'s, finetuned here: --pretrained-from)" in markdown
     row = table_row(markdown, "| finetune lr (rope) |")
     assert row[1] == "`finetune:train.learning_rate` 0.0001"  # the one recipe key that differs
     pipeline = attempts(source)[0]["cpu_seconds"] + attempts(out / "rope" / "seed1" / "finetune")[0]["cpu_seconds"]
