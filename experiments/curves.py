@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import statistics
+import textwrap
 from dataclasses import dataclass
 
 from experiments.decisions import standard_error
@@ -77,6 +78,14 @@ def curves(sweeps: list[Sweep]) -> dict[str, list[Point]]:
     return found
 
 
+def legend_names(found: dict[str, list[Point]]) -> list[str]:
+    """Each curve's legend entry: its variant and only the recipe keys in which the curves differ (the
+    table beside the figure names the whole recipe), wrapped, so a long recipe cannot crowd out the plot."""
+    first = [points[0] for points in found.values()]
+    keys = recipe_keys([p.sweep for p in first], skip=BUDGET_KEYS) if len(first) > 1 else []
+    return [textwrap.fill(f"{p.variant}: {recipe(p.sweep, keys)}" if keys else p.variant, 48) for p in first]
+
+
 def curve_figure(found: dict[str, list[Point]]) -> bytes:
     """Accuracy (mean ± SE) against CPU-minutes, one line per curve; hollow markers: a shared machine."""
     import matplotlib
@@ -86,7 +95,7 @@ def curve_figure(found: dict[str, list[Point]]) -> bytes:
 
     fig, axis = plt.subplots(figsize=(7.5, 4.8))
     markers = "osD^vP*X"
-    for index, (name, points) in enumerate(found.items()):
+    for index, (name, points) in enumerate(zip(legend_names(found), found.values())):
         drawn = [p for p in points if p.cpu_minutes is not None]
         if not drawn:
             continue

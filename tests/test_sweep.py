@@ -275,6 +275,11 @@ def test_report_draws_a_curve_for_sweeps_that_differ_only_in_budget(grid, world,
     assert "## Curves" in markdown and "](figures/curves.png)" in markdown
     png = (tmp_path / "figures" / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from experiments.curves import curves, legend_names
+    from experiments.runs import read_sweep
+
+    found = curves([read_sweep(grid), read_sweep(longer)])
+    assert list(found) == ["vanilla"] and legend_names(found) == ["vanilla"]  # the budget is the x axis, not a name
 
     def accuracies(sweep: Path) -> list[float]:
         return [100 * json.loads((sweep / "vanilla" / f"seed{s}" / "finetune" / "accuracy.json").read_text())["accuracy"]
