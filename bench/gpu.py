@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: smoke {r['variant']} {r['precision']}: {r.get('error', 'finished without resuming through the universal checkpoint')}",
                   file=sys.stderr)
         return 1 if failed else 0
-    precisions = tuple(sorted(set(args.precisions), key=args.precisions.index))
+    precisions = tuple(dict.fromkeys(args.precisions))  # in the order given, each once
     result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline, precisions)
     print("\n".join(table_lines(result["runs"])))
     print(f"matmul TFLOP/s: {result['matmul_tflops']}; loader: {result.get('loader', 'not measured: the --budget was spent')}")

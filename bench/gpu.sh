@@ -56,7 +56,7 @@ if [[ $SCALE == tiny ]]; then  # a 32-wide model, a few steps, two runs at a tim
 elif [[ $SCALE == full ]]; then
   SMALL=()
   SMOKE_STEPS=${SMOKE_STEPS:-30}; BENCH_STEPS=${BENCH_STEPS:-300}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-17}
-  BENCH_PRECISIONS=${BENCH_PRECISIONS:-bf16 fp32 tf32 fp16}
+  BENCH_PRECISIONS=${BENCH_PRECISIONS:-}  # empty: every precision, bench.gpu's order (bf16 first)
   TABLE_SET=()
   TABLE_PRECISION=${TABLE_PRECISION:-bf16}
 else
@@ -124,7 +124,7 @@ stage_rest() {
 
 stage_bench() {
   timeout --kill-after=5 $(( $1 + 15 )) "$PY" -m bench.gpu bench --data "$DATA" --steps "$BENCH_STEPS" --out "$OUT" --runs "$RUNS/bench" \
-    --workers $(( cores > 2 ? cores / 2 : 1 )) --budget "$1" --precisions $BENCH_PRECISIONS ${SMALL[@]+--set "${SMALL[@]}"}
+    --workers $(( cores > 2 ? cores / 2 : 1 )) --budget "$1" ${BENCH_PRECISIONS:+--precisions $BENCH_PRECISIONS} ${SMALL[@]+--set "${SMALL[@]}"}
 }
 
 status=0

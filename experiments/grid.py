@@ -61,6 +61,12 @@ def cell_dir(out: Path, variant: str, seed: int) -> Path:
     return out / variant / f"seed{seed}"
 
 
+def phase_dir(out: Path, variant: str, seed: int, phase_config: str, pretrained_from: Path | None = None) -> Path:
+    """Where a run of the grid lives; a sweep with --pretrained-from keeps its pretraining in that sweep's cells."""
+    borrowed = pretrained_from is not None and phase_config == "pretrain"
+    return cell_dir(pretrained_from if borrowed else out, variant, seed) / phase_config
+
+
 def data_overrides(data: Path | None, phase_config: str) -> list[str]:
     """--data DIR as config overrides: the corpus where the phase reads one (finetuning a pretrained
     export takes the vocabulary from the export), the question files where it finetunes, and for
@@ -113,15 +119,13 @@ def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], set
     runs = []
     for variant in variants:
         for seed in seeds:
-            cell = cell_dir(out, variant, seed)
-            pretrain_dir = cell_dir(pretrained_from or out, variant, seed) / "pretrain"
             for phase_config in phases:
                 path = scale / f"{phase_config}.yaml"
-                run_dir = pretrain_dir if phase_config == "pretrain" else cell / phase_config
                 sets = [*data_overrides(data, phase_config), *phase_overrides(overrides, phase_config),
-                        f"model.variant={variant}", f"seed={seed}", f"run_dir={run_dir}"]
+                        f"model.variant={variant}", f"seed={seed}",
+                        f"run_dir={phase_dir(out, variant, seed, phase_config, pretrained_from)}"]
                 if phase_config == "finetune":
-                    sets.append(f"init_from={pretrain_dir / 'export'}")
+                    sets.append(f"init_from={phase_dir(out, variant, seed, 'pretrain', pretrained_from) / 'export'}")
                 config = load_config([path], sets)
                 runs.append(Run(variant, seed, phase_config, (path,), tuple(sets), config))
     return runs

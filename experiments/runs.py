@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from data.errors import DataError
-from experiments.grid import SETTING_PHASE, SETTINGS, cell_dir, phase_configs, variant_names
+from experiments.grid import SETTING_PHASE, SETTINGS, phase_configs, phase_dir, variant_names
 from experiments.memorization import MEMORIZATION_FILE
 from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
@@ -260,11 +260,10 @@ def read_sweep(path: Path) -> Sweep:
     check_manifest(manifest_path, manifest)
     sweep = Sweep(path, manifest)
     # a sweep run with --pretrained-from finetuned another sweep's pretraining runs: they are its own
-    pretrained_from = Path(manifest["pretrained_from"]) if manifest.get("pretrained_from") else path
+    pretrained_from = Path(manifest["pretrained_from"]) if manifest.get("pretrained_from") else None
     for variant in sweep.variants:
         for seed in sweep.seeds:
             for phase_config in phase_configs(sweep.settings):
-                cell = cell_dir(pretrained_from if phase_config == "pretrain" else path, variant, seed)
-                run_dir = cell / phase_config
+                run_dir = phase_dir(path, variant, seed, phase_config, pretrained_from)
                 sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
     return sweep

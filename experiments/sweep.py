@@ -102,15 +102,16 @@ def record_memorization(finetune: Run, runs: list[Run]) -> str:
     earlier = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
     if earlier.get("questions") == str(questions):
         # measured when its own sweep finetuned it: a pretraining borrowed with --pretrained-from is read, not rewritten
-        recalled = earlier["recall"]["continue"]
-        return f", pretraining recalls {recalled['correct']}/{recalled['total']} birth places from their own documents"
-    try:
-        results, asked, skipped = measure(Path(finetune.config.init_from), Path(pretrain.config.data.corpus), Path(questions))
-    except DataError as exc:  # e.g. no dev person has a document stating the answer: nothing to measure
-        return f", memorization not measured ({exc})"
-    write_measurement(pretrain.run_dir / MEMORIZATION_FILE, questions, results, asked, skipped)
-    recalled = results[0]  # the continue form
-    return f", pretraining recalls {recalled.correct}/{recalled.total} birth places from their own documents"
+        correct, total = earlier["recall"]["continue"]["correct"], earlier["recall"]["continue"]["total"]
+    else:
+        try:
+            results, asked, skipped = measure(Path(finetune.config.init_from), Path(pretrain.config.data.corpus),
+                                              Path(questions))
+        except DataError as exc:  # e.g. no dev person has a document stating the answer: nothing to measure
+            return f", memorization not measured ({exc})"
+        write_measurement(measured, questions, results, asked, skipped)
+        correct, total = results[0].correct, results[0].total  # the continue form
+    return f", pretraining recalls {correct}/{total} birth places from their own documents"
 
 
 def run_all(runs: list[Run], out: Path, procs: int) -> int:

@@ -68,7 +68,7 @@ def job_root(launcher: str) -> int:
 
 
 class MachineShare:
-    """Started when an attempt starts; `others_cores()` at its end."""
+    """Started when an attempt starts; `measure()` at its end."""
 
     def __init__(self, launcher: str) -> None:
         self.root = job_root(launcher)
@@ -91,9 +91,3 @@ class MachineShare:
         mine = tree_cpu_seconds(self.root) - self.mine
         others = (busy - self.busy) - mine
         return round(max(0.0, others) / elapsed, 3), round(mine + self.before, 2)
-
-    def others_cores(self) -> float | None:
-        return self.measure()[0]
-
-    def job_cpu_seconds(self) -> float | None:
-        return self.measure()[1]

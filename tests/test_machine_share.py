@@ -21,8 +21,8 @@ def test_a_busy_process_outside_the_job_is_counted_as_others():
     subprocess.run(["bash", "-c", f"({sys.executable} -c '{BUSY_WALL.format(seconds=3)}' &)"], check=True)
     share = MachineShare("single")
     time.sleep(2)
-    assert share.others_cores() > 0.6
-    assert share.job_cpu_seconds() < time.process_time() + 0.5  # this process's own time (imports), no more
+    assert share.measure()[0] > 0.6
+    assert share.measure()[1] < time.process_time() + 0.5  # this process's own time (imports), no more
 
 
 def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
@@ -31,7 +31,7 @@ def test_a_busy_child_of_the_job_is_its_own_cpu_time_not_others():
     subprocess.run([sys.executable, "-c", BUSY_CPU.format(seconds=1.5)], check=True)
     elapsed = time.perf_counter() - started
     machine_cores = (machine_busy_seconds() - busy) / elapsed
-    mine = share.job_cpu_seconds()
+    mine = share.measure()[1]
     assert mine > time.process_time() + 1.4  # the child's 1.5 s are the job's
     # the child's cores are not counted as someone else's, however busy the rest of the machine is
-    assert share.others_cores() < machine_cores - 0.5 * 1.5 / elapsed
+    assert share.measure()[0] < machine_cores - 0.5 * 1.5 / elapsed
