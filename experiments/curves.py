@@ -2,8 +2,8 @@
 
 A recipe that wins at 15 minutes may lose at 60, so candidates are compared at several budgets.
 Sweeps whose configs differ only in the pretraining budget (`train.epochs`, `train.final_tokens`,
-`train.max_steps` of the pretraining phase) are points of one curve; every other key that differs
-between the sweeps names the curve, per variant. A point's cost is the CPU time of pretraining plus
+`train.max_steps` of the pretraining phase) and are scored on the same answers file are points of
+one curve; every other key that differs between the sweeps names the curve, per variant. A point's cost is the CPU time of pretraining plus
 finetuning (the job's own processes, all threads; run.json `cpu_seconds`): wall time would charge a
 run for whatever else the machine ran, and two cores alone for an hour are at most 120 CPU-minutes.
 Its accuracy is the mean over seeds with the standard error of experiments.decisions.
@@ -15,6 +15,7 @@ import io
 import statistics
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 from experiments.decisions import standard_error
 from experiments.figures import variant_colour
@@ -66,10 +67,13 @@ def curves(sweeps: list[Sweep]) -> dict[str, list[Point]]:
     if len(pretrained) < 2:
         return {}
     keys = recipe_keys(pretrained, skip=BUDGET_KEYS)
+    several_answers = len({s.answers for s in pretrained}) > 1
     grouped: dict[str, list[Point]] = {}
     for sweep in pretrained:
         for variant in sweep.variants:
             name = f"{variant}: {recipe(sweep, keys)}" if keys else variant
+            if several_answers:  # points on other questions are another curve (the data paths are no recipe key)
+                name += f" on `{sweep.answers}`"
             grouped.setdefault(name, []).append(point(sweep, variant))
     found = {}
     for name, points in grouped.items():
@@ -83,7 +87,10 @@ def legend_names(found: dict[str, list[Point]]) -> list[str]:
     table beside the figure names the whole recipe), wrapped, so a long recipe cannot crowd out the plot."""
     first = [points[0] for points in found.values()]
     keys = recipe_keys([p.sweep for p in first], skip=BUDGET_KEYS) if len(first) > 1 else []
-    return [textwrap.fill(f"{p.variant}: {recipe(p.sweep, keys)}" if keys else p.variant, 48) for p in first]
+    names = [f"{p.variant}: {recipe(p.sweep, keys)}" if keys else p.variant for p in first]
+    if len({p.sweep.answers for p in first}) > 1:
+        names = [f"{name} on {Path(p.sweep.answers).parent.name}/" for name, p in zip(names, first)]
+    return [textwrap.fill(name, 48) for name in names]
 
 
 def curve_figure(found: dict[str, list[Point]]) -> bytes:
@@ -107,7 +114,7 @@ def curve_figure(found: dict[str, list[Point]]) -> bytes:
             if p.shared:
                 axis.plot([p.cpu_minutes], [p.accuracy], marker=marker, color="white", markersize=3.5, linestyle="", zorder=5)
     axis.set_xlabel("CPU-minutes, pretraining + finetuning (all threads; 2 cores for an hour = 120)")
-    axis.set_ylabel("accuracy on the held-out questions (%)")
+    axis.set_ylabel("accuracy on the questions scored (%)")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
     fig.tight_layout()

@@ -119,7 +119,8 @@ def render(sweeps: list[Sweep], baselines: dict[str, Baselines], out: Path, figu
                   "baselines on the same file, how many of those people's birth places the pretrained model "
                   "recalls from their own document (experiments.memorization), and the cost: pretraining wall "
                   "time, its median tokens/s and final loss, and the wall time of pretraining + finetuning + "
-                  "evaluation per seed.", ""]
+                  "evaluation per seed. The last column compares each row with the first row scored on the same "
+                  "answers file: accuracies on different questions do not compare.", ""]
         lines += comparison_table(compared, baselines)
     curve_lines, figures = curves_section(compared, figures_link)
     lines += curve_lines

@@ -156,6 +156,11 @@ class Sweep:
         """Any run that answered the dev questions: they all read the same file."""
         return next(r for r in self.runs.values() if r.accuracy is not None)
 
+    @property
+    def answers(self) -> str:
+        """The questions file its accuracies are on (eval.questions): only sweeps on the same file compare."""
+        return str(self.finetuned_run().setting("eval.questions"))
+
 
 def read_loss(run_dir: Path) -> list[tuple[int, float]]:
     """train/loss from the run's TensorBoard event files; a step logged twice (a resumed run) keeps its last value."""

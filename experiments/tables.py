@@ -114,13 +114,14 @@ def recipe(sweep: Sweep, keys: list[str]) -> str:
 def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> list[str]:
     """One row per sweep with pretraining: its recipe, accuracy with and without pretraining, what
     pretraining stored, and its cost (pretraining wall time and tokens/s; the pretrain -> finetune
-    -> evaluate pipeline's wall time per seed)."""
+    -> evaluate pipeline's wall time per seed), and its gain over the first row scored on the same
+    answers file (a dev sweep beside selection sweeps is its own reference)."""
     keys = recipe_keys(sweeps)
+    references: dict[str, list[float]] = {}  # answers file -> the first row's accuracies on it
     lines = ["| sweep | recipe | answers | seeds | pretrained | no pretraining | gain | London / most common | "
              "recall from own text | pretrain wall time | tokens/s | final pretrain loss | pipeline wall time | "
-             f"pipeline CPU time | against the first row (± SE; counts beyond {MARGIN:g} SE) |",
+             f"pipeline CPU time | against the first row on the same answers (± SE; counts beyond {MARGIN:g} SE) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    first = sweeps[0]
     for sweep in sweeps:
         described = recipe(sweep, keys)
         constant = baselines[sweep.slug]
@@ -134,9 +135,11 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
             recall = mean_std(recalls) if None not in recalls else "—"
             rates = [r.tokens_per_second for r in runs]
             questions = finetunes[0].accuracy["total"]
-            against = "—"
-            if (sweep, variant) != (first, first.variants[0]):
-                against = gain(pre, first.accuracies(first.variants[0], "pretrained"), questions).describe()
+            against = "—"  # the first row on an answers file is the reference of the later ones
+            if sweep.answers in references:
+                against = gain(pre, references[sweep.answers], questions).describe()
+            else:
+                references[sweep.answers] = pre
             lines.append(
                 f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {described} | "
                 f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "

@@ -306,6 +306,38 @@ def test_report_draws_a_curve_for_sweeps_that_differ_only_in_budget(grid, world,
     assert table_row(markdown, "| tiny grid (rope) |")[-1] == gain(rope, accuracies(grid), 16).describe()
 
 
+def test_report_compares_and_joins_only_sweeps_scored_on_the_same_answers(grid, world, tmp_path):
+    """The grid again, as if scored on another questions file with a longer pretraining (its configs
+    rewritten): data paths are no recipe key, so only the answers file keeps the two apart. It is its
+    own reference in the comparison and no point of the grid's curve."""
+    other = tmp_path / "other"
+    shutil.copytree(grid, other)
+    answers = tmp_path / "other_dev.tsv"
+    shutil.copyfile(world / "birth_dev.tsv", answers)
+    for config_path in other.glob("*/seed*/*/config.yaml"):
+        config = yaml.safe_load(config_path.read_text())
+        if config_path.parent.name == "pretrain":
+            config["train"]["max_steps"] = 5
+        else:
+            config["eval"]["questions"] = str(answers)
+        config_path.write_text(yaml.safe_dump(config))
+    manifest = json.loads((other / "sweep.json").read_text())
+    (other / "sweep.json").write_text(json.dumps({**manifest, "label": "other answers"}))
+    out = tmp_path / "results.md"
+    result = report(str(grid), str(other), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = out.read_text()
+    assert table_row(markdown, "| other answers (vanilla) |")[-1] == "—"  # the first row on its answers
+    # rope against the vanilla row on its own answers: the same runs, so the grid's own verdict
+    assert table_row(markdown, "| other answers (rope) |")[-1] == table_row(markdown, "| tiny grid (rope) |")[-1] != "—"
+    assert "## Curves" not in markdown
+    from experiments.curves import curves
+    from experiments.runs import read_sweep
+
+    found = curves([read_sweep(grid), read_sweep(other)])
+    assert found == {}  # one budget per answers file: no curve
+
+
 def test_a_gain_counts_only_beyond_two_standard_errors():
     from experiments.decisions import gain, standard_error
 
