@@ -67,6 +67,36 @@ def phase_dir(out: Path, variant: str, seed: int, phase_config: str, pretrained_
     return cell_dir(pretrained_from if borrowed else out, variant, seed) / phase_config
 
 
+MEMORIZATION_FILE = "memorization.json"  # what a pretraining stored, measured on one questions file
+
+
+def memorization_files(cell: Path, pretrain_dir: Path) -> list[Path]:
+    """Where a cell's measurement of what its pretraining stored may be, the one to write first.
+
+    A cell that holds its pretraining keeps it in that run's directory. A cell whose pretraining is
+    another sweep's (--pretrained-from) keeps its own in the cell: that run's file, measured on the
+    other sweep's questions, is never rewritten, and is read only where the questions are the same."""
+    own = pretrain_dir / MEMORIZATION_FILE
+    return [own] if pretrain_dir.parent == cell else [cell / MEMORIZATION_FILE, own]
+
+
+def read_memorization(files: list[Path], questions: str | Path) -> dict | None:
+    """The first of `files` measured on `questions` (memorization.json records which), or None."""
+    import json
+
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            measured = json.loads(path.read_text(encoding="utf-8"))
+            float(measured["recall"]["continue"]["accuracy"])
+            if measured["questions"] == str(questions):
+                return measured
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: unreadable ({exc})") from None
+    return None
+
+
 def data_overrides(data: Path | None, phase_config: str) -> list[str]:
     """--data DIR as config overrides: the corpus where the phase reads one (finetuning a pretrained
     export takes the vocabulary from the export), the question files where it finetunes, and for

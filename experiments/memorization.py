@@ -38,7 +38,6 @@ from model import GPT
 from model.generate import generate
 
 PROG = "python -m experiments.memorization"
-MEMORIZATION_FILE = "memorization.json"  # in a pretraining run's directory, written by experiments.sweep
 QUESTION_PREFIX, QUESTION_SUFFIX = "Where was ", " born?"
 
 

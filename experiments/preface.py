@@ -174,7 +174,8 @@ def render_recall(context: Context, p: Placeholder) -> str:
     [form] = p.params.get("form", ["continue"])
     runs = [sweep.runs[(variant, seed, "pretrain")] for seed in sweep.seeds]
     if any(run.memorization is None for run in runs):
-        raise PlaceholderError(f"sweep {sweep.slug} has a pretraining run without memorization.json")
+        raise PlaceholderError(f"sweep {sweep.slug} has a pretraining run not measured on its questions "
+                               "(memorization.json)")
     known = sorted({f for run in runs for f in run.memorization["recall"]})
     if any(form not in run.memorization["recall"] for run in runs):
         raise PlaceholderError(f"unknown recall form {form!r} (sweep {sweep.slug} measured {', '.join(known)})")

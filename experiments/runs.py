@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from data.errors import DataError
-from experiments.grid import SETTING_PHASE, SETTINGS, phase_configs, phase_dir, variant_names
-from experiments.memorization import MEMORIZATION_FILE
+from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, read_memorization,
+                              variant_names)
 from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -48,7 +48,7 @@ class RunResult:
     loss: list[tuple[int, float]]
     rates: list[tuple[int, float]] = field(default_factory=list)  # train/tokens_per_second as logged
     accuracy: dict | None = None
-    memorization: dict | None = None  # a pretraining run's memorization.json (experiments.memorization)
+    memorization: dict | None = None  # a pretraining's measurement on its sweep's questions (grid.memorization_files)
 
     def recall(self, form: str = "continue") -> float | None:
         """Percent of dev facts the pretrained model recalled from its own document; None if not measured."""
@@ -229,13 +229,6 @@ def read_run(run_dir: Path, phase_config: str, needs_accuracy: bool) -> RunResul
     result = RunResult(run_dir, phase_config, config, attempts, scalars["train/loss"], scalars.get(RATE_TAG, []))
     if needs_accuracy:
         result.accuracy = read_accuracy(run_dir, result.setting("eval.predictions") or "predictions.txt")
-    memorization = run_dir / MEMORIZATION_FILE
-    if memorization.is_file():
-        try:
-            result.memorization = json.loads(memorization.read_text(encoding="utf-8"))
-            float(result.memorization["recall"]["continue"]["accuracy"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReportError(f"{memorization}: unreadable ({exc})") from None
     return result
 
 
@@ -271,4 +264,11 @@ def read_sweep(path: Path) -> Sweep:
             for phase_config in phase_configs(sweep.settings):
                 run_dir = phase_dir(path, variant, seed, phase_config, pretrained_from)
                 sweep.runs[(variant, seed, phase_config)] = read_run(run_dir, phase_config, phase_config != "pretrain")
+            if "pretrained" in sweep.settings:  # what the pretraining stored, measured on this sweep's questions
+                pretrain, finetune = (sweep.runs[(variant, seed, p)] for p in ("pretrain", "finetune"))
+                files = memorization_files(finetune.path.parent, pretrain.path)
+                try:
+                    pretrain.memorization = read_memorization(files, finetune.setting("eval.questions"))
+                except DataError as exc:
+                    raise ReportError(str(exc)) from None
     return sweep

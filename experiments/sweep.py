@@ -14,7 +14,7 @@ before the first run starts. A run whose directory already holds a completed run
 is skipped, so an interrupted sweep continues where it stopped; `--pretrained-from DIR` finetunes
 from another sweep's completed pretraining runs (same configs) instead of pretraining again; after each pretrained cell's
 finetune, what its pretraining stored is measured on the dev questions (experiments.memorization)
-into the pretrain run's memorization.json; a directory holding a different
+into the pretrain run's memorization.json (the cell's own, for a borrowed pretraining); a directory holding a different
 config, or a run.json that cannot be read, is refused. DIR/sweep.json records the grid and the
 command, for the report (python -m experiments.report). On a SLURM cluster, slurm/sweep.sh submits
 the same grid as chained jobs.
@@ -35,8 +35,8 @@ from pathlib import Path
 import launcher
 from data.atomic import write_text_atomically
 from data.errors import DataError
-from experiments.grid import (SETTINGS, Run, check_data, check_inputs, check_scale, plan_runs, state_of,
-                              variant_names)
+from experiments.grid import (SETTINGS, Run, check_data, check_inputs, check_scale, memorization_files, plan_runs,
+                              read_memorization, state_of, variant_names)
 from launcher.config import ConfigError
 from launcher.distributed import processes_per_node
 from launcher.run_record import source_commit
@@ -89,19 +89,18 @@ def write_manifest(out: Path, args: argparse.Namespace, argv: list[str], procs: 
 
 def record_memorization(finetune: Run, runs: list[Run]) -> str:
     """After a pretrained cell's finetune: what its pretraining stored, measured on the questions the
-    finetune answered (experiments.memorization), written to the pretrain run's memorization.json
-    for the report. Returns what to add to the run's line; empty when the questions carry no answers."""
+    finetune answered (experiments.memorization), written where grid.memorization_files says for the
+    report. Returns what to add to the run's line; empty when the questions carry no answers."""
     from data.birthplaces import read_questions
-    from experiments.memorization import MEMORIZATION_FILE, measure, write_measurement
+    from experiments.memorization import measure, write_measurement
 
     pretrain = next(r for r in runs if (r.variant, r.seed, r.phase_config) == (finetune.variant, finetune.seed, "pretrain"))
     questions = finetune.config.eval.questions
     if questions is None or read_questions(questions, require_answers=False)[0].answer is None:
         return ""
-    measured = pretrain.run_dir / MEMORIZATION_FILE
-    earlier = json.loads(measured.read_text(encoding="utf-8")) if measured.is_file() else {}
-    if earlier.get("questions") == str(questions):
-        # measured when its own sweep finetuned it: a pretraining borrowed with --pretrained-from is read, not rewritten
+    files = memorization_files(finetune.run_dir.parent, pretrain.run_dir)
+    earlier = read_memorization(files, questions)
+    if earlier is not None:  # measured earlier on these questions (by this sweep, or the one that lent the pretraining)
         correct, total = earlier["recall"]["continue"]["correct"], earlier["recall"]["continue"]["total"]
     else:
         try:
@@ -109,7 +108,7 @@ def record_memorization(finetune: Run, runs: list[Run]) -> str:
                                               Path(questions))
         except DataError as exc:  # e.g. no dev person has a document stating the answer: nothing to measure
             return f", memorization not measured ({exc})"
-        write_measurement(measured, questions, results, asked, skipped)
+        write_measurement(files[0], questions, results, asked, skipped)
         correct, total = results[0].correct, results[0].total  # the continue form
     return f", pretraining recalls {correct}/{total} birth places from their own documents"
 

@@ -109,7 +109,7 @@ def test_a_preface_keeps_its_prose_and_fills_several_placeholders_on_a_line():
     ("{{gain sweep=synthetic variant=rope,}}", "expected key=value[,value...], got 'variant=rope,'"),
     ("{{gain sweep=synthetic sweep=slow variant=rope}}", "sweep given twice"),
     ("{{reference variant=rope setting=pretrained}}", "the reports give no reference result for rope, pretrained"),
-    ("{{recall sweep=slow variant=rope}}", "sweep slow has a pretraining run without memorization.json"),
+    ("{{recall sweep=slow variant=rope}}", "sweep slow has a pretraining run not measured on its questions (memorization.json)"),
     ("{{recall sweep=synthetic variant=rope form=prefix}}", "unknown recall form 'prefix' (sweep synthetic measured continue, infill)"),
     ("{{config sweep=synthetic phase=pretrain key=model.variant}}", "model.variant differs between the selected runs (rope, vanilla)"),
     ("{{config sweep=synthetic phase=pretrain key=model.depth}}", "no config key 'model.depth' in those runs' config.yaml"),

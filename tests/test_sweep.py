@@ -219,6 +219,34 @@ def test_sweep_finetunes_another_sweeps_pretraining(grid, world, tmp_path):
     assert row[-2] == duration(pipeline)
 
 
+def test_a_borrowed_pretraining_is_measured_on_the_borrowing_sweeps_questions(grid, world, tmp_path):
+    """Borrowed for other questions (a dev sweep finetuning a selection sweep's pretraining, whose
+    label-free pretraining read the same wiki.txt): what it stored is measured on this sweep's
+    questions into this sweep's cell; the lending run's measurement stays as it was."""
+    data = tmp_path / "other-dev"
+    shutil.copytree(world, data)
+    lines = (world / "birth_dev.tsv").read_text().splitlines(keepends=True)
+    (data / "birth_dev.tsv").write_text("".join(lines[:8]))
+    lent = grid / "rope" / "seed1" / "pretrain" / "memorization.json"
+    before = lent.read_bytes()
+    out = tmp_path / "dev"
+    result = sweep("configs/demo", "--data", str(data), "--out", str(out), "--variants", "rope", "--seeds", "1",
+                   "--settings", "pretrained", "--procs", "1", "--label", "other dev", "--pretrained-from", str(grid),
+                   *TINY_SWEEP, f"pretrain:data.corpus={world / 'wiki.txt'}",
+                   f"pretrain:data.finetune={world / 'birth_places_train.tsv'}")
+    assert result.returncode == 0, result.stderr
+    assert lent.read_bytes() == before
+    mine = json.loads((out / "rope" / "seed1" / "memorization.json").read_text())
+    assert mine["questions"] == str(data / "birth_dev.tsv") and mine["asked"] == 8
+    markdown_path = tmp_path / "results.md"
+    result = report(str(grid), str(out), "--out", str(markdown_path))
+    assert result.returncode == 0, result.stderr
+    markdown = markdown_path.read_text()
+    recall = 100 * mine["recall"]["continue"]["accuracy"]
+    assert table_row(markdown, "| other dev (rope) |")[8] == f"{recall:.1f}"  # one seed: its own measurement
+    assert table_row(markdown, "| other dev (rope) |")[-1] == "—"  # other answers: its own reference
+
+
 @pytest.mark.parametrize("change, message", [
     ("pretrain:train.learning_rate=1e-4", "holds a run with a different config (train.learning_rate: "),
     ("--seeds=7", "holds no completed pretraining (new); run that sweep first"),
