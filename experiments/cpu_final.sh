@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# configs/cpu/ scored once (docs/results-cpu.md): the real dev file with three seeds, with and
+# without pretraining, and the varied and scattered synthetic worlds, each sweep its own section.
+#
+#   PRETRAINED_FROM=runs/cpu-curves/vanilla-spec-360 bash experiments/cpu_final.sh
+#
+# The dev sweep is the README's command. Pretraining is label-free: it reads wiki.txt only (a
+# selection split's wiki.txt is the real one, byte for byte), so the selection sweep that chose the
+# recipe (experiments/cpu_curves.sh) already holds its pretraining runs. PRETRAINED_FROM names that
+# sweep: the seeds it lacks pretrain there first, one at a time on all cores (the machine alone:
+# the pipeline's honest wall time), and the dev sweep finetunes them (--pretrained-from: the configs
+# must be equal, so configs/cpu/ must be the recipe that sweep ran). Without it the dev sweep
+# pretrains its own seeds. The worlds (python -m data.synthetic, about a tenth of the real corpus
+# each) run side by side, one thread each, with the cosine ending at each world's own last token.
+# Runs that finished are skipped, so the script continues where it stopped. The test file is never
+# read.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-datasets/birthplaces}
+OUT=${OUT:-runs/cpu-final}
+VARIANT=${VARIANT:-vanilla}
+SEEDS=${SEEDS:-0 1 2}
+WORLDS=${WORLDS:-worlds}
+STYLES=${STYLES:-varied scattered}
+PRETRAINED_FROM=${PRETRAINED_FROM:-}
+PREDICTIONS=${PREDICTIONS:-$OUT/predictions}  # each finetuned run's dev predictions, per sweep
+EXTRA=${EXTRA:-}  # more --set overrides for every run (EXTRA="train.max_steps=2" rehearses the script)
+
+fail() { echo "error: experiments/cpu_final.sh: $*" >&2; exit 2; }
+[[ -f $DATA/wiki.txt ]] || fail "DATA=$DATA: no wiki.txt (a data set in the real format)"
+# shellcheck disable=SC2086  # EXTRA is a word list on purpose
+read -r EPOCHS TOKENS_PER_EXAMPLE < <("$PY" -c "
+import sys
+from launcher.config import load_config
+# EXTRA as pretraining sees it: the plain overrides and the pretrain: ones
+mine = [a.removeprefix('pretrain:') for a in sys.argv[1:] if a.startswith('pretrain:') or ':' not in a.split('=')[0]]
+config = load_config('configs/cpu/pretrain.yaml', mine)
+print(config.train.epochs, config.data.block_size - 1)" $EXTRA)
+
+borrow=()
+if [[ -n $PRETRAINED_FROM ]]; then
+  [[ -f $PRETRAINED_FROM/sweep.json ]] || fail "PRETRAINED_FROM=$PRETRAINED_FROM: no sweep.json (a sweep directory)"
+  # that sweep's own arguments, one per line: its scale, data and label, then its --set overrides
+  mapfile -t lent < <("$PY" -c "
+import json, sys
+sweep = json.load(open(sys.argv[1]))
+print(sweep['scale']); print(sweep['data'] or ''); print(sweep['label']); print(' '.join(map(str, sweep['seeds'])))
+print('\n'.join(sweep['overrides']))" "$PRETRAINED_FROM/sweep.json")
+  selection=${lent[1]} lent_seeds=${lent[3]}
+  cmp -s "$selection/wiki.txt" "$DATA/wiki.txt" \
+    || fail "PRETRAINED_FROM=$PRETRAINED_FROM: its pretraining read $selection/wiki.txt, which is not $DATA/wiki.txt"
+  # more seeds of that very sweep (a seed it has is skipped; a new one also finetunes on its split)
+  lend=(-m experiments.sweep "${lent[0]}" --data "$selection" --out "$PRETRAINED_FROM" --variants "$VARIANT"
+        --settings pretrained --procs 1 ${lent[2]:+--label "${lent[2]}"} ${lent[4]+--set "${lent[@]:4}"})
+  echo "$(date -u +%FT%TZ) pretraining seeds ${SEEDS// /, } in $PRETRAINED_FROM (one at a time, all cores)"
+  for seed in $SEEDS; do
+    "$PY" "${lend[@]}" --seeds "$seed" > "$PRETRAINED_FROM/final-seed$seed.out" 2>&1 \
+      || fail "a pretraining in $PRETRAINED_FROM failed; see $PRETRAINED_FROM/final-seed$seed.out"
+  done
+  # its record: every seed it now has (nothing runs again)
+  # shellcheck disable=SC2046  # a word list on purpose
+  "$PY" "${lend[@]}" --seeds $(printf '%s\n' $lent_seeds $SEEDS | sort -nu) > "$PRETRAINED_FROM/final-grid.out" 2>&1
+  borrow=(--pretrained-from "$PRETRAINED_FROM" --set "pretrain:data.corpus=$selection/wiki.txt"
+          "pretrain:data.finetune=$selection/birth_places_train.tsv")
+fi
+
+echo "$(date -u +%FT%TZ) dev: $DATA -> $OUT/dev"
+mkdir -p "$OUT"
+# shellcheck disable=SC2086
+"$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --seeds $SEEDS \
+  --procs 1 --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA}
+
+pids=()
+for style in $STYLES; do
+  world=$WORLDS/$style
+  [[ -f $world/wiki.txt ]] || "$PY" -m data.synthetic "$world" --seed 0 --style "$style" --train 100 --dev 100 \
+    --test 50 --places 20
+  documents=$(grep -c . "$world/wiki.txt")
+  final_tokens=$("$PY" -c "print(round($EPOCHS * $documents * $TOKENS_PER_EXAMPLE))")  # the world's own last token
+  echo "$(date -u +%FT%TZ) $style world: $world ($documents documents) -> $OUT/$style"
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=1 "$PY" -m experiments.sweep configs/cpu --data "$world" --out "$OUT/$style" --variants "$VARIANT" \
+    --seeds $SEEDS --procs 1 --label "$style world, configs/cpu/" \
+    --set "pretrain:train.final_tokens=$final_tokens" $EXTRA > "$OUT/$style.out" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+(( status == 0 )) || fail "a world sweep failed; see $OUT/*.out"
+
+sweeps=("$OUT/dev")
+for style in $STYLES; do sweeps+=("$OUT/$style"); done
+"$PY" -m experiments.report "${sweeps[@]}" --out "$OUT/report.md" --predictions "$PREDICTIONS"
+echo "$(date -u +%FT%TZ) done: $OUT/report.md, predictions in $PREDICTIONS"
