@@ -11,7 +11,7 @@
 # the pipeline's honest wall time), and the dev sweep finetunes them (--pretrained-from: the configs
 # must be equal, so configs/cpu/ must be the recipe that sweep ran). Without it the dev sweep
 # pretrains its own seeds. The worlds (python -m data.synthetic, about a tenth of the real corpus
-# each) run side by side, one thread each, with the cosine ending at each world's own last token.
+# each) run one seed per core, one thread each, with the cosine ending at each world's own last token.
 # Runs that finished are skipped, so the script continues where it stopped. The test file is never
 # read.
 set -euo pipefail
@@ -71,23 +71,36 @@ mkdir -p "$OUT"
 "$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --seeds $SEEDS \
   --procs 1 --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA}
 
-pids=()
-for style in $STYLES; do
-  world=$WORLDS/$style
-  [[ -f $world/wiki.txt ]] || "$PY" -m data.synthetic "$world" --seed 0 --style "$style" --train 100 --dev 100 \
-    --test 50 --places 20
-  documents=$(grep -c . "$world/wiki.txt")
+world_sweep() {  # world_sweep STYLE SEED...: configs/cpu/ on that world, on one thread
+  local style=$1 documents final_tokens; shift
+  documents=$(grep -c . "$WORLDS/$style/wiki.txt")
   final_tokens=$("$PY" -c "print(round($EPOCHS * $documents * $TOKENS_PER_EXAMPLE))")  # the world's own last token
-  echo "$(date -u +%FT%TZ) $style world: $world ($documents documents) -> $OUT/$style"
   # shellcheck disable=SC2086
-  OMP_NUM_THREADS=1 "$PY" -m experiments.sweep configs/cpu --data "$world" --out "$OUT/$style" --variants "$VARIANT" \
-    --seeds $SEEDS --procs 1 --label "$style world, configs/cpu/" \
-    --set "pretrain:train.final_tokens=$final_tokens" $EXTRA > "$OUT/$style.out" 2>&1 &
-  pids+=($!)
+  OMP_NUM_THREADS=1 "$PY" -m experiments.sweep configs/cpu --data "$WORLDS/$style" --out "$OUT/$style" \
+    --variants "$VARIANT" --seeds "$@" --procs 1 --label "$style world, configs/cpu/" \
+    --set "pretrain:train.final_tokens=$final_tokens" $EXTRA
+}
+for style in $STYLES; do
+  [[ -f $WORLDS/$style/wiki.txt ]] || "$PY" -m data.synthetic "$WORLDS/$style" --seed 0 --style "$style" \
+    --train 100 --dev 100 --test 50 --places 20
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-(( status == 0 )) || fail "a world sweep failed; see $OUT/*.out"
+# every (world, seed) its own one-seed sweep, as many at once as there are cores, the largest world first
+largest_first=$(for style in $STYLES; do echo "$(grep -c . "$WORLDS/$style/wiki.txt") $style"; done | sort -rn | cut -d' ' -f2)
+echo "$(date -u +%FT%TZ) worlds: ${largest_first//$'\n'/, } -> $OUT/<world>"
+slots=$(nproc) running=0 status=0
+for style in $largest_first; do
+  for seed in $SEEDS; do
+    if (( running >= slots )); then wait -n || status=1; running=$(( running - 1 )); fi
+    world_sweep "$style" "$seed" > "$OUT/$style-seed$seed.out" 2>&1 &
+    running=$(( running + 1 ))
+  done
+done
+while (( running > 0 )); do wait -n || status=1; running=$(( running - 1 )); done
+(( status == 0 )) || fail "a world sweep failed; see $OUT/*-seed*.out"
+for style in $STYLES; do  # each world's whole grid recorded in its sweep.json (nothing runs again)
+  # shellcheck disable=SC2086
+  world_sweep "$style" $SEEDS > "$OUT/$style.out" 2>&1 || fail "recording $OUT/$style failed; see $OUT/$style.out"
+done
 
 sweeps=("$OUT/dev")
 for style in $STYLES; do sweeps+=("$OUT/$style"); done
