@@ -24,6 +24,7 @@ SEEDS=${SEEDS:-0 1}
 HOLDOUT=${HOLDOUT:-400}  # held-out training questions to select on
 EXTRA=${EXTRA:-}  # more --set overrides for every run, e.g. EXTRA="train.max_steps=2" to rehearse the script
 SPEC="pretrain:data.objective=span_corruption pretrain:data.augment=none pretrain:data.question_mix=0"
+STORAGE="pretrain:data.objective=text pretrain:data.augment=name_anchored pretrain:data.question_mix=0.3"
 
 candidate() {  # the sweep arguments of a candidate: its variant and its --set overrides
   case $1 in
@@ -38,7 +39,8 @@ candidate() {  # the sweep arguments of a candidate: its variant and its --set o
     rope-spec-ft20) echo "--variants rope --set $SPEC finetune:train.epochs=20" ;;
     rope-spec-ftlr1e-3) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-3" ;;
     rope-spec-ft20lr1e-3) echo "--variants rope --set $SPEC finetune:train.epochs=20 finetune:train.learning_rate=1e-3" ;;
-    configs-cpu) echo "--variants vanilla" ;;  # configs/cpu/ as it is (text + question mix + name-anchored)
+    # issue 14's storage recipe, configs/cpu/'s until issue 26 (its 100-epoch point ran as "configs-cpu")
+    vanilla-storage) echo "--variants vanilla --set $STORAGE" ;;
     *) echo "error: unknown candidate '$1' (known: ${ALL[*]})" >&2
        return 2 ;;
   esac
@@ -50,7 +52,7 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
   esac
 }
 ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ft10 rope-spec-ft20
-     rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 configs-cpu)
+     rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-storage)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
@@ -93,7 +95,7 @@ for name in "${CANDIDATES[@]}"; do
     swept+=("$OUT/$name-$epochs")
   done
 done
-for variant in $(printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//; s/configs/vanilla/' | sort -u); do
+for variant in $(printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//' | sort -u); do
   out=$OUT/scratch-$variant
   echo "$(date -u +%FT%TZ) no pretraining, $variant -> $out"
   side_by_side "$out" --settings scratch --variants "$variant" --set train.log_every=100 $EXTRA
