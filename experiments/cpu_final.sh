@@ -38,38 +38,51 @@ mine = [a.removeprefix('pretrain:') for a in sys.argv[1:] if a.startswith('pretr
 config = load_config('configs/cpu/pretrain.yaml', mine)
 print(config.train.epochs, config.data.block_size - 1)" $EXTRA)
 
+dev_sweep() {  # dev_sweep ARGS...: the README's command on DATA, finetuning the lent pretraining where there is one
+  # shellcheck disable=SC2086
+  "$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --procs 1 \
+    --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA} "$@"
+}
 borrow=()
 if [[ -n $PRETRAINED_FROM ]]; then
   [[ -f $PRETRAINED_FROM/sweep.json ]] || fail "PRETRAINED_FROM=$PRETRAINED_FROM: no sweep.json (a sweep directory)"
-  # that sweep's own arguments, one per line: its scale, data and label, then its --set overrides
-  mapfile -t lent < <("$PY" -c "
+  # that sweep's own grid, one item per line: scale, data, label, variants, settings, seeds, then its --set overrides
+  lent_text=$("$PY" -c "
 import json, sys
 sweep = json.load(open(sys.argv[1]))
-print(sweep['scale']); print(sweep['data'] or ''); print(sweep['label']); print(' '.join(map(str, sweep['seeds'])))
-print('\n'.join(sweep['overrides']))" "$PRETRAINED_FROM/sweep.json")
-  selection=${lent[1]} lent_seeds=${lent[3]}
+if sweep.get('pretrained_from'):
+    sys.exit(f'its pretraining is {sweep[\"pretrained_from\"]}\'s (--pretrained-from): lend that sweep instead')
+if sys.argv[2] not in sweep['variants']:
+    sys.exit(f'it has no {sys.argv[2]} runs (variants: {\" \".join(sweep[\"variants\"])}); set VARIANT')
+print(sweep['scale']); print(sweep['data'] or ''); print(sweep['label'])
+for key in ('variants', 'settings', 'seeds'):
+    print(' '.join(map(str, sweep[key])))
+for override in sweep['overrides']:
+    print(override)" "$PRETRAINED_FROM/sweep.json" "$VARIANT" 2>&1) || fail "PRETRAINED_FROM=$PRETRAINED_FROM: $lent_text"
+  mapfile -t lent <<< "$lent_text"
+  selection=${lent[1]}
   cmp -s "$selection/wiki.txt" "$DATA/wiki.txt" \
     || fail "PRETRAINED_FROM=$PRETRAINED_FROM: its pretraining read $selection/wiki.txt, which is not $DATA/wiki.txt"
-  # more seeds of that very sweep (a seed it has is skipped; a new one also finetunes on its split)
-  lend=(-m experiments.sweep "${lent[0]}" --data "$selection" --out "$PRETRAINED_FROM" --variants "$VARIANT"
-        --settings pretrained --procs 1 ${lent[2]:+--label "${lent[2]}"} ${lent[4]+--set "${lent[@]:4}"})
-  echo "$(date -u +%FT%TZ) pretraining seeds ${SEEDS// /, } in $PRETRAINED_FROM (one at a time, all cores)"
-  for seed in $SEEDS; do
-    "$PY" "${lend[@]}" --seeds "$seed" > "$PRETRAINED_FROM/final-seed$seed.out" 2>&1 \
-      || fail "a pretraining in $PRETRAINED_FROM failed; see $PRETRAINED_FROM/final-seed$seed.out"
-  done
-  # its record: every seed it now has (nothing runs again)
-  # shellcheck disable=SC2046  # a word list on purpose
-  "$PY" "${lend[@]}" --seeds $(printf '%s\n' $lent_seeds $SEEDS | sort -nu) > "$PRETRAINED_FROM/final-grid.out" 2>&1
   borrow=(--pretrained-from "$PRETRAINED_FROM" --set "pretrain:data.corpus=$selection/wiki.txt"
           "pretrain:data.finetune=$selection/birth_places_train.tsv")
+  # configs/cpu/ must be the recipe that sweep ran: checked on the seeds it has, in seconds, before any pretraining
+  # shellcheck disable=SC2086
+  dev_sweep --seeds ${lent[5]} --settings pretrained --dry-run > /dev/null
+  # more seeds of that very sweep, one at a time on all cores (a seed it has is skipped; a new one
+  # also finetunes on its split); its sweep.json records every seed throughout
+  # shellcheck disable=SC2046,SC2086  # word lists on purpose
+  lend=(-m experiments.sweep "${lent[0]}" --data "$selection" --out "$PRETRAINED_FROM" --variants ${lent[3]}
+        --settings ${lent[4]} --procs 1 ${lent[2]:+--label "${lent[2]}"} ${lent[6]:+--set "${lent[@]:6}"}
+        ${EXTRA:+--set $EXTRA} --seeds $(printf '%s\n' ${lent[5]} $SEEDS | sort -nu))
+  echo "$(date -u +%FT%TZ) pretraining seeds ${SEEDS// /, } in $PRETRAINED_FROM (where it lacks them)"
+  "$PY" "${lend[@]}" > "$PRETRAINED_FROM/final-lend.out" 2>&1 \
+    || fail "a run in $PRETRAINED_FROM failed; see $PRETRAINED_FROM/final-lend.out"
 fi
 
 echo "$(date -u +%FT%TZ) dev: $DATA -> $OUT/dev"
 mkdir -p "$OUT"
 # shellcheck disable=SC2086
-"$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --seeds $SEEDS \
-  --procs 1 --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA}
+dev_sweep --seeds $SEEDS
 
 world_sweep() {  # world_sweep STYLE SEED...: configs/cpu/ on that world, on one thread
   local style=$1 documents final_tokens; shift
@@ -87,7 +100,8 @@ done
 # every (world, seed) its own one-seed sweep, as many at once as there are cores, the largest world first
 largest_first=$(for style in $STYLES; do echo "$(grep -c . "$WORLDS/$style/wiki.txt") $style"; done | sort -rn | cut -d' ' -f2)
 echo "$(date -u +%FT%TZ) worlds: ${largest_first//$'\n'/, } -> $OUT/<world>"
-slots=$(nproc) running=0 status=0
+slots=$(getconf _NPROCESSORS_ONLN) running=0 status=0  # (nproc would count OMP_NUM_THREADS)
+trap 'kill $(jobs -p) 2>/dev/null' INT TERM  # an interrupted script leaves no sweep behind
 for style in $largest_first; do
   for seed in $SEEDS; do
     if (( running >= slots )); then wait -n || status=1; running=$(( running - 1 )); fi

@@ -67,18 +67,17 @@ def curves(sweeps: list[Sweep]) -> dict[str, list[Point]]:
     if len(pretrained) < 2:
         return {}
     keys = recipe_keys(pretrained, skip=BUDGET_KEYS)
-    several_answers = len({s.answers for s in pretrained}) > 1
-    grouped: dict[str, list[Point]] = {}
-    for sweep in pretrained:
+    several_answers = len({s.answers_key for s in pretrained}) > 1
+    grouped: dict[tuple[str, str], list[Point]] = {}  # (name, answers file): points on other questions are
+    for sweep in pretrained:                          # another curve (the data paths are no recipe key)
         for variant in sweep.variants:
             name = f"{variant}: {recipe(sweep, keys)}" if keys else variant
-            if several_answers:  # points on other questions are another curve (the data paths are no recipe key)
-                name += f" on `{sweep.answers}`"
-            grouped.setdefault(name, []).append(point(sweep, variant))
+            grouped.setdefault((name, sweep.answers_key), []).append(point(sweep, variant))
     found = {}
-    for name, points in grouped.items():
+    for (name, _), points in grouped.items():
         if len({p.budget for p in points}) > 1:
-            found[name] = sorted(points, key=lambda p: p.steps)
+            found[f"{name} on `{points[0].sweep.answers}`" if several_answers else name] = \
+                sorted(points, key=lambda p: p.steps)
     return found
 
 
@@ -88,8 +87,8 @@ def legend_names(found: dict[str, list[Point]]) -> list[str]:
     first = [points[0] for points in found.values()]
     keys = recipe_keys([p.sweep for p in first], skip=BUDGET_KEYS) if len(first) > 1 else []
     names = [f"{p.variant}: {recipe(p.sweep, keys)}" if keys else p.variant for p in first]
-    if len({p.sweep.answers for p in first}) > 1:
-        names = [f"{name} on {Path(p.sweep.answers).parent.name}/" for name, p in zip(names, first)]
+    if len({p.sweep.answers_key for p in first}) > 1:  # the answers file's folder and name
+        names = [f"{name} on {'/'.join(Path(p.sweep.answers).parts[-2:])}" for name, p in zip(names, first)]
     return [textwrap.fill(name, 48) for name in names]
 
 

@@ -83,6 +83,7 @@ def memorization_files(cell: Path, pretrain_dir: Path) -> list[Path]:
 def read_memorization(files: list[Path], questions: str | Path) -> dict | None:
     """The first of `files` measured on `questions` (memorization.json records which), or None."""
     import json
+    import os
 
     for path in files:
         if not path.is_file():
@@ -90,7 +91,7 @@ def read_memorization(files: list[Path], questions: str | Path) -> dict | None:
         try:
             measured = json.loads(path.read_text(encoding="utf-8"))
             float(measured["recall"]["continue"]["accuracy"])
-            if measured["questions"] == str(questions):
+            if os.path.abspath(measured["questions"]) == os.path.abspath(questions):
                 return measured
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: unreadable ({exc})") from None

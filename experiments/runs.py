@@ -10,6 +10,7 @@ naming its file, never a half-written report.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,11 @@ class Sweep:
     def answers(self) -> str:
         """The questions file its accuracies are on (eval.questions): only sweeps on the same file compare."""
         return str(self.finetuned_run().setting("eval.questions"))
+
+    @property
+    def answers_key(self) -> str:
+        """`answers` as one spelling of the file (relative or absolute, as the sweep was given it)."""
+        return os.path.abspath(self.answers)
 
 
 def read_loss(run_dir: Path) -> list[tuple[int, float]]:

@@ -125,8 +125,9 @@ def run_all(runs: list[Run], out: Path, procs: int) -> int:
         except ConfigError as exc:  # changed on disk since the sweep checked it
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 2
-        if state == "done":
-            print(f"{prefix}: done earlier, skipped", flush=True)
+        if state == "done":  # a measurement it lacks (cut off, or made before this sweep's questions) is made now
+            stored = record_memorization(run, runs) if run.phase_config == "finetune" else ""
+            print(f"{prefix}: done earlier, skipped{stored}", flush=True)
             continue
         log = logs / f"{run.variant}-seed{run.seed}-{run.phase_config}.log"
         started = time.perf_counter()

@@ -136,10 +136,10 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
             rates = [r.tokens_per_second for r in runs]
             questions = finetunes[0].accuracy["total"]
             against = "—"  # the first row on an answers file is the reference of the later ones
-            if sweep.answers in references:
-                against = gain(pre, references[sweep.answers], questions).describe()
+            if sweep.answers_key in references:
+                against = gain(pre, references[sweep.answers_key], questions).describe()
             else:
-                references[sweep.answers] = pre
+                references[sweep.answers_key] = pre
             lines.append(
                 f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {described} | "
                 f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "
