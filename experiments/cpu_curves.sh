@@ -45,6 +45,22 @@ candidate() {  # the sweep arguments of a candidate: its variant and its --set o
        return 2 ;;
   esac
 }
+label_of() {  # label_of NAME EPOCHS: the sweep's label in the report
+  local recipe=${1#*-} variant=${1%%-*} knob=""
+  case $recipe in
+    spec) recipe="SPEC's recipe" ;;
+    spec-lr1e-3) recipe="SPEC's recipe, pretraining at 1e-3" ;;
+    salient) recipe="salient masking" ;;
+    storage) recipe="the storage recipe of issue 14 (text + question mix + name-anchored)" ;;
+    spec-ft2) recipe="SPEC's recipe" knob="finetune 2 epochs" ;;
+    spec-ftlr1e-4) recipe="SPEC's recipe" knob="finetune at 1e-4" ;;
+    spec-ft10) recipe="SPEC's recipe" knob="finetune 10 epochs at 6e-4" ;;
+    spec-ft20) recipe="SPEC's recipe" knob="finetune 20 epochs" ;;
+    spec-ftlr1e-3) recipe="SPEC's recipe" knob="finetune at 1e-3" ;;
+    spec-ft20lr1e-3) recipe="SPEC's recipe" knob="finetune 20 epochs at 1e-3" ;;
+  esac
+  echo "$variant, $recipe, $2 epochs${knob:+, $knob}"
+}
 pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes (itself unless it only changes finetuning)
   case $1 in
     rope-spec-ft*) echo rope-spec ;;
@@ -84,7 +100,8 @@ point() {  # point NAME EPOCHS: one candidate at one budget, into OUT/NAME-EPOCH
   fi
   read -r -a args <<< "$(candidate "$name")"
   echo "$(date -u +%FT%TZ) $name, $epochs epochs -> $OUT/$name-$epochs"
-  side_by_side "$OUT/$name-$epochs" --settings pretrained "${borrow[@]}" "${args[@]}" --set train.log_every=100 $EXTRA \
+  side_by_side "$OUT/$name-$epochs" --label "$(label_of "$name" "$epochs")" --settings pretrained "${borrow[@]}" \
+    "${args[@]}" --set train.log_every=100 $EXTRA \
     "pretrain:train.epochs=$epochs" "pretrain:train.final_tokens=$((epochs * DOCUMENTS * 79))"
 }
 
@@ -98,7 +115,8 @@ done
 for variant in $(printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//' | sort -u); do
   out=$OUT/scratch-$variant
   echo "$(date -u +%FT%TZ) no pretraining, $variant -> $out"
-  side_by_side "$out" --settings scratch --variants "$variant" --set train.log_every=100 $EXTRA
+  side_by_side "$out" --label "$variant, no pretraining" --settings scratch --variants "$variant" \
+    --set train.log_every=100 $EXTRA
   swept+=("$out")
 done
 "$PY" -m experiments.report "${swept[@]}" --out "$OUT/report.md"
