@@ -135,7 +135,7 @@ def test_a_malformed_placeholder_fails_before_any_sweep_is_read(line, problem):
 
 
 @pytest.mark.parametrize("preface_name, results_name", [("results-preface.md", "results.md"),
-                                                       ("results-cpu-preface.md", "results-cpu.md"),
+                                                       ("results-cpu-storage-preface.md", "results-cpu-storage.md"),
                                                        ("results-worlds-preface.md", "results-worlds.md"),
                                                        ("results-cpu-curves-preface.md", "results-cpu-curves.md")])
 def test_the_committed_preface_parses_and_names_only_the_reports_sweeps(preface_name, results_name):
