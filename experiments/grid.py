@@ -9,6 +9,8 @@ phase config. The sweep (experiments.sweep), slurm/sweep.sh (through `--plan`) a
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,12 @@ def phase_dir(out: Path, variant: str, seed: int, phase_config: str, pretrained_
     return cell_dir(pretrained_from if borrowed else out, variant, seed) / phase_config
 
 
+def questions_key(path: str | Path) -> str:
+    """One spelling of a questions file, however a sweep was given it (relative or absolute): what
+    tells whether two accuracies or measurements are on the same questions."""
+    return os.path.abspath(path)
+
+
 MEMORIZATION_FILE = "memorization.json"  # what a pretraining stored, measured on one questions file
 
 
@@ -82,16 +90,13 @@ def memorization_files(cell: Path, pretrain_dir: Path) -> list[Path]:
 
 def read_memorization(files: list[Path], questions: str | Path) -> dict | None:
     """The first of `files` measured on `questions` (memorization.json records which), or None."""
-    import json
-    import os
-
     for path in files:
         if not path.is_file():
             continue
         try:
             measured = json.loads(path.read_text(encoding="utf-8"))
             float(measured["recall"]["continue"]["accuracy"])
-            if os.path.abspath(measured["questions"]) == os.path.abspath(questions):
+            if questions_key(measured["questions"]) == questions_key(questions):
                 return measured
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: unreadable ({exc})") from None

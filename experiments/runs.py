@@ -10,7 +10,6 @@ naming its file, never a half-written report.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from data.errors import DataError
-from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, read_memorization,
-                              variant_names)
+from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, questions_key,
+                              read_memorization, variant_names)
 from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -164,8 +163,7 @@ class Sweep:
 
     @property
     def answers_key(self) -> str:
-        """`answers` as one spelling of the file (relative or absolute, as the sweep was given it)."""
-        return os.path.abspath(self.answers)
+        return questions_key(self.answers)
 
 
 def read_loss(run_dir: Path) -> list[tuple[int, float]]:
