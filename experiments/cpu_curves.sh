@@ -26,40 +26,31 @@ EXTRA=${EXTRA:-}  # more --set overrides for every run, e.g. EXTRA="train.max_st
 SPEC="pretrain:data.objective=span_corruption pretrain:data.augment=none pretrain:data.question_mix=0"
 STORAGE="pretrain:data.objective=text pretrain:data.augment=name_anchored pretrain:data.question_mix=0.3"
 
-candidate() {  # the sweep arguments of a candidate: its variant and its --set overrides
+described() { printf '%s\n%s\n%s\n' "$1" "$2" "$3"; }
+candidate() {  # candidate NAME: its recipe and finetuning knob as the report's label says them, then its sweep arguments
   case $1 in
-    vanilla-spec) echo "--variants vanilla --set $SPEC" ;;  # SPEC's recipe at configs/cpu/'s shape: the reference
-    rope-spec) echo "--variants rope --set $SPEC" ;;
-    rope-spec-lr1e-3) echo "--variants rope --set $SPEC pretrain:train.learning_rate=1e-3" ;;  # rope's own rate
-    rope-salient) echo "--variants rope --set $SPEC pretrain:data.masking=salient" ;;
+    vanilla-spec) described "SPEC's recipe" "" "--variants vanilla --set $SPEC" ;;  # the reference
+    rope-spec) described "SPEC's recipe" "" "--variants rope --set $SPEC" ;;
+    rope-spec-lr1e-3) described "SPEC's recipe, pretraining at 1e-3" "" \
+      "--variants rope --set $SPEC pretrain:train.learning_rate=1e-3" ;;  # rope's own rate
+    rope-salient) described "salient masking" "" "--variants rope --set $SPEC pretrain:data.masking=salient" ;;
     # finetuning knobs on rope-spec's pretraining (borrowed: a knob costs a finetune, not a pretraining)
-    rope-spec-ft2) echo "--variants rope --set $SPEC finetune:train.epochs=2" ;;
-    rope-spec-ftlr1e-4) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-4" ;;
-    rope-spec-ft10) echo "--variants rope --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
-    rope-spec-ft20) echo "--variants rope --set $SPEC finetune:train.epochs=20" ;;
-    rope-spec-ftlr1e-3) echo "--variants rope --set $SPEC finetune:train.learning_rate=1e-3" ;;
-    rope-spec-ft20lr1e-3) echo "--variants rope --set $SPEC finetune:train.epochs=20 finetune:train.learning_rate=1e-3" ;;
+    rope-spec-ft2) described "SPEC's recipe" "finetune 2 epochs" "--variants rope --set $SPEC finetune:train.epochs=2" ;;
+    rope-spec-ftlr1e-4) described "SPEC's recipe" "finetune at 1e-4" \
+      "--variants rope --set $SPEC finetune:train.learning_rate=1e-4" ;;
+    rope-spec-ft10) described "SPEC's recipe" "finetune 10 epochs at 6e-4" \
+      "--variants rope --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
+    rope-spec-ft20) described "SPEC's recipe" "finetune 20 epochs" "--variants rope --set $SPEC finetune:train.epochs=20" ;;
+    rope-spec-ftlr1e-3) described "SPEC's recipe" "finetune at 1e-3" \
+      "--variants rope --set $SPEC finetune:train.learning_rate=1e-3" ;;
+    rope-spec-ft20lr1e-3) described "SPEC's recipe" "finetune 20 epochs at 1e-3" \
+      "--variants rope --set $SPEC finetune:train.epochs=20 finetune:train.learning_rate=1e-3" ;;
     # issue 14's storage recipe, configs/cpu/'s until issue 26 (its 100-epoch point ran as "configs-cpu")
-    vanilla-storage) echo "--variants vanilla --set $STORAGE" ;;
+    vanilla-storage) described "the storage recipe of issue 14 (text + question mix + name-anchored)" "" \
+      "--variants vanilla --set $STORAGE" ;;
     *) echo "error: unknown candidate '$1' (known: ${ALL[*]})" >&2
        return 2 ;;
   esac
-}
-label_of() {  # label_of NAME EPOCHS: the sweep's label in the report
-  local recipe=${1#*-} variant=${1%%-*} knob=""
-  case $recipe in
-    spec) recipe="SPEC's recipe" ;;
-    spec-lr1e-3) recipe="SPEC's recipe, pretraining at 1e-3" ;;
-    salient) recipe="salient masking" ;;
-    storage) recipe="the storage recipe of issue 14 (text + question mix + name-anchored)" ;;
-    spec-ft2) recipe="SPEC's recipe" knob="finetune 2 epochs" ;;
-    spec-ftlr1e-4) recipe="SPEC's recipe" knob="finetune at 1e-4" ;;
-    spec-ft10) recipe="SPEC's recipe" knob="finetune 10 epochs at 6e-4" ;;
-    spec-ft20) recipe="SPEC's recipe" knob="finetune 20 epochs" ;;
-    spec-ftlr1e-3) recipe="SPEC's recipe" knob="finetune at 1e-3" ;;
-    spec-ft20lr1e-3) recipe="SPEC's recipe" knob="finetune 20 epochs at 1e-3" ;;
-  esac
-  echo "$variant, $recipe, $2 epochs${knob:+, $knob}"
 }
 pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes (itself unless it only changes finetuning)
   case $1 in
@@ -92,15 +83,17 @@ side_by_side() {  # side_by_side OUT ARGS...: one sweep per seed, each on one th
 }
 
 point() {  # point NAME EPOCHS: one candidate at one budget, into OUT/NAME-EPOCHS (skipped where done)
-  local name=$1 epochs=$2 base borrow=() args
+  local name=$1 epochs=$2 base borrow=() args about
   base=$(pretraining_of "$name")
   if [[ $base != "$name" ]]; then
     point "$base" "$epochs"  # its pretraining first (nothing runs again where it is done)
     borrow=(--pretrained-from "$OUT/$base-$epochs")
   fi
-  read -r -a args <<< "$(candidate "$name")"
+  mapfile -t about < <(candidate "$name")
+  read -r -a args <<< "${about[2]}"
   echo "$(date -u +%FT%TZ) $name, $epochs epochs -> $OUT/$name-$epochs"
-  side_by_side "$OUT/$name-$epochs" --label "$(label_of "$name" "$epochs")" --settings pretrained "${borrow[@]}" \
+  side_by_side "$OUT/$name-$epochs" --label "${name%%-*}, ${about[0]}, $epochs epochs${about[1]:+, ${about[1]}}" \
+    --settings pretrained "${borrow[@]}" \
     "${args[@]}" --set train.log_every=100 $EXTRA \
     "pretrain:train.epochs=$epochs" "pretrain:train.final_tokens=$((epochs * DOCUMENTS * 79))"
 }
