@@ -7,9 +7,10 @@
 # The dev sweep is the README's command. Pretraining is label-free: it reads wiki.txt only (a
 # selection split's wiki.txt is the real one, byte for byte), so the selection sweep that chose the
 # recipe (experiments/cpu_curves.sh) already holds its pretraining runs. PRETRAINED_FROM names that
-# sweep: the seeds it lacks pretrain there first, one at a time on all cores (the machine alone:
-# the pipeline's honest wall time), and the dev sweep finetunes them (--pretrained-from: the configs
-# must be equal, so configs/cpu/ must be the recipe that sweep ran). Without it the dev sweep
+# sweep: the seeds it lacks pretrain there first, one at a time as 2 ranks of one thread (the machine
+# alone: the pipeline's honest wall time; 2 ranks ran about 10% faster than one rank on 2 threads),
+# and the dev sweep finetunes them (--pretrained-from: the configs must be equal, so configs/cpu/
+# must be the recipe that sweep ran; the loader is world-size invariant, so 2 ranks read what 1 did). Without it the dev sweep
 # pretrains its own seeds. The worlds (python -m data.synthetic, about a tenth of the real corpus
 # each) run one seed per core, one thread each, with the cosine ending at each world's own last token.
 # Runs that finished are skipped, so the script continues where it stopped. The test file is never
@@ -21,6 +22,7 @@ DATA=${DATA:-datasets/birthplaces}
 OUT=${OUT:-runs/cpu-final}
 VARIANT=${VARIANT:-vanilla}
 SEEDS=${SEEDS:-0 1 2}
+WORLD_SEEDS=${WORLD_SEEDS:-$SEEDS}  # the synthetic worlds' seeds (each a sweep of its own, one per core)
 WORLDS=${WORLDS:-worlds}
 STYLES=${STYLES:-varied scattered}
 PRETRAINED_FROM=${PRETRAINED_FROM:-}
@@ -40,15 +42,17 @@ print(config.train.epochs, config.data.block_size - 1)" $EXTRA)
 
 dev_sweep() {  # dev_sweep ARGS...: the README's command on DATA, finetuning the lent pretraining where there is one
   # shellcheck disable=SC2086
-  "$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --procs 1 \
+  "$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --procs 2 \
     --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA} "$@"
 }
 borrow=()
 if [[ -n $PRETRAINED_FROM ]]; then
   [[ -f $PRETRAINED_FROM/sweep.json ]] || fail "PRETRAINED_FROM=$PRETRAINED_FROM: no sweep.json (a sweep directory)"
-  # that sweep's own grid, one item per line: scale, data, label, variants, settings, seeds, then its --set overrides
+  # that sweep's own grid, one item per line: scale, data, label, variants, settings, seeds, the seeds
+  # whose VARIANT pretraining completed (its sweep.json lists a seed as soon as a run of it starts),
+  # then its --set overrides
   lent_text=$("$PY" -c "
-import json, sys
+import json, os, sys
 sweep = json.load(open(sys.argv[1]))
 if sweep.get('pretrained_from'):
     sys.exit(f'its pretraining is {sweep[\"pretrained_from\"]}\'s (--pretrained-from): lend that sweep instead')
@@ -57,6 +61,13 @@ if sys.argv[2] not in sweep['variants']:
 print(sweep['scale']); print(sweep['data'] or ''); print(sweep['label'])
 for key in ('variants', 'settings', 'seeds'):
     print(' '.join(map(str, sweep[key])))
+def completed(seed):
+    record = os.path.join(os.path.dirname(sys.argv[1]), sys.argv[2], f'seed{seed}', 'pretrain', 'run.json')
+    return os.path.isfile(record) and any(a.get('completed') for a in json.load(open(record))['attempts'])
+done = [seed for seed in sweep['seeds'] if completed(seed)]
+if not done:
+    sys.exit(f'none of its {sys.argv[2]} pretraining runs completed (seeds: {\" \".join(map(str, sweep[\"seeds\"]))})')
+print(' '.join(map(str, done)))
 for override in sweep['overrides']:
     print(override)" "$PRETRAINED_FROM/sweep.json" "$VARIANT" 2>&1) || fail "PRETRAINED_FROM=$PRETRAINED_FROM: $lent_text"
   mapfile -t lent <<< "$lent_text"
@@ -65,14 +76,14 @@ for override in sweep['overrides']:
     || fail "PRETRAINED_FROM=$PRETRAINED_FROM: its pretraining read $selection/wiki.txt, which is not $DATA/wiki.txt"
   borrow=(--pretrained-from "$PRETRAINED_FROM" --set "pretrain:data.corpus=$selection/wiki.txt"
           "pretrain:data.finetune=$selection/birth_places_train.tsv")
-  # configs/cpu/ must be the recipe that sweep ran: checked on the seeds it has, in seconds, before any pretraining
+  # configs/cpu/ must be the recipe that sweep ran: checked on its completed seeds, in seconds, before any pretraining
   # shellcheck disable=SC2086
-  dev_sweep --seeds ${lent[5]} --settings pretrained --dry-run > /dev/null
+  dev_sweep --seeds ${lent[6]} --settings pretrained --dry-run > /dev/null
   # more seeds of that very sweep, one at a time on all cores (a seed it has is skipped; a new one
   # also finetunes on its split); its sweep.json records every seed throughout
   # shellcheck disable=SC2046,SC2086  # word lists on purpose
   lend=(-m experiments.sweep "${lent[0]}" --data "$selection" --out "$PRETRAINED_FROM" --variants ${lent[3]}
-        --settings ${lent[4]} --procs 1 ${lent[2]:+--label "${lent[2]}"} ${lent[6]:+--set "${lent[@]:6}"}
+        --settings ${lent[4]} --procs 2 ${lent[2]:+--label "${lent[2]}"} ${lent[7]:+--set "${lent[@]:7}"}
         ${EXTRA:+--set $EXTRA} --seeds $(printf '%s\n' ${lent[5]} $SEEDS | sort -nu))
   echo "$(date -u +%FT%TZ) pretraining seeds ${SEEDS// /, } in $PRETRAINED_FROM (where it lacks them)"
   "$PY" "${lend[@]}" > "$PRETRAINED_FROM/final-lend.out" 2>&1 \
@@ -81,8 +92,17 @@ fi
 
 echo "$(date -u +%FT%TZ) dev: $DATA -> $OUT/dev"
 mkdir -p "$OUT"
+# With pretraining first, with nothing else on the machine: seed 2's finetune and evaluation complete
+# the pipeline's honest time. Then the no-pretraining baseline (75 epochs from random weights), which
+# borrows nothing; then the whole grid, recorded in its sweep.json (nothing runs again).
 # shellcheck disable=SC2086
-dev_sweep --seeds $SEEDS
+dev_sweep --seeds $SEEDS --settings pretrained
+lent_pretraining=("${borrow[@]}"); borrow=()
+# shellcheck disable=SC2086
+dev_sweep --seeds $SEEDS --settings scratch
+borrow=("${lent_pretraining[@]}")
+# shellcheck disable=SC2086
+dev_sweep --seeds $SEEDS > "$OUT/dev.out"
 
 world_sweep() {  # world_sweep STYLE SEED...: configs/cpu/ on that world, on one thread
   local style=$1 documents final_tokens; shift
@@ -103,7 +123,7 @@ echo "$(date -u +%FT%TZ) worlds: ${largest_first//$'\n'/, } -> $OUT/<world>"
 slots=$(getconf _NPROCESSORS_ONLN) running=0 status=0  # (nproc would count OMP_NUM_THREADS)
 trap 'kill $(jobs -p) 2>/dev/null' INT TERM  # an interrupted script leaves no sweep behind
 for style in $largest_first; do
-  for seed in $SEEDS; do
+  for seed in $WORLD_SEEDS; do
     if (( running >= slots )); then wait -n || status=1; running=$(( running - 1 )); fi
     world_sweep "$style" "$seed" > "$OUT/$style-seed$seed.out" 2>&1 &
     running=$(( running + 1 ))
@@ -113,7 +133,7 @@ while (( running > 0 )); do wait -n || status=1; running=$(( running - 1 )); don
 (( status == 0 )) || fail "a world sweep failed; see $OUT/*-seed*.out"
 for style in $STYLES; do  # each world's whole grid recorded in its sweep.json (nothing runs again)
   # shellcheck disable=SC2086
-  world_sweep "$style" $SEEDS > "$OUT/$style.out" 2>&1 || fail "recording $OUT/$style failed; see $OUT/$style.out"
+  world_sweep "$style" $WORLD_SEEDS > "$OUT/$style.out" 2>&1 || fail "recording $OUT/$style failed; see $OUT/$style.out"
 done
 
 sweeps=("$OUT/dev")
