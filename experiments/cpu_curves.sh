@@ -6,9 +6,9 @@
 #   bash experiments/cpu_curves.sh [CANDIDATE ...]     # default: every candidate below
 #   BUDGETS="50 100" OUT=runs/c26 SELECTION=runs/selection400 bash experiments/cpu_curves.sh rope-spec
 #
-# Budgets are pretraining epochs; 50, 100, 200 and 360 are about 7, 15, 30 and 55 minutes of the 2
-# cores alone (2,937 documents x 79 tokens an epoch at about 26,500 tokens/s), or 15, 29, 58 and
-# 105 CPU-minutes. Every budget's cosine ends at its own last token (train.final_tokens). A
+# Budgets are pretraining epochs; 50, 100, 200 and 360 are about 10, 21, 42 and 75 minutes of the 2
+# cores alone (2,937 documents x 79 tokens an epoch at the 18,900 tokens/s that 2 ranks of one
+# thread measured), or 15, 29, 58 and 105 CPU-minutes of one thread each. Every budget's cosine ends at its own last token (train.final_tokens). A
 # candidate that changes only finetuning (rope-spec-ft*) finetunes rope-spec's pretraining runs at
 # the same budget (experiments.sweep --pretrained-from), so it costs minutes. Runs that finished are
 # skipped, so the script continues where it stopped. The no-pretraining baseline, which no
