@@ -10,8 +10,8 @@
 # sweep: the seeds it lacks pretrain there first, one at a time as 2 ranks of one thread (the machine
 # alone: the pipeline's honest wall time; 2 ranks ran about 10% faster than one rank on 2 threads),
 # and the dev sweep finetunes them (--pretrained-from: the configs must be equal, so configs/cpu/
-# must be the recipe that sweep ran; the loader is world-size invariant, so 2 ranks read what 1 did). Without it the dev sweep
-# pretrains its own seeds. The worlds (python -m data.synthetic, about a tenth of the real corpus
+# must be the recipe that sweep ran; the loader is world-size invariant, so 2 ranks read what 1
+# did). Without it the dev sweep pretrains its own seeds. The worlds (python -m data.synthetic, about a tenth of the real corpus
 # each) run one seed per core, one thread each, with the cosine ending at each world's own last token.
 # Runs that finished are skipped, so the script continues where it stopped. The test file is never
 # read.
@@ -40,10 +40,10 @@ mine = [a.removeprefix('pretrain:') for a in sys.argv[1:] if a.startswith('pretr
 config = load_config('configs/cpu/pretrain.yaml', mine)
 print(config.train.epochs, config.data.block_size - 1)" $EXTRA)
 
-dev_sweep() {  # dev_sweep ARGS...: the README's command on DATA, finetuning the lent pretraining where there is one
+dev_sweep() {  # dev_sweep ARGS...: the README's command on DATA (callers add "${borrow[@]}" to finetune the lent pretraining)
   # shellcheck disable=SC2086
   "$PY" -m experiments.sweep configs/cpu --data "$DATA" --out "$OUT/dev" --variants "$VARIANT" --procs 2 \
-    --label "dev, configs/cpu/" "${borrow[@]}" ${EXTRA:+--set $EXTRA} "$@"
+    --label "dev, configs/cpu/" ${EXTRA:+--set $EXTRA} "$@"
 }
 borrow=()
 if [[ -n $PRETRAINED_FROM ]]; then
@@ -52,21 +52,22 @@ if [[ -n $PRETRAINED_FROM ]]; then
   # whose VARIANT pretraining completed (its sweep.json lists a seed as soon as a run of it starts),
   # then its --set overrides
   lent_text=$("$PY" -c "
-import json, os, sys
+import json, sys
+from pathlib import Path
+from launcher.run_record import read_attempts
 sweep = json.load(open(sys.argv[1]))
 if sweep.get('pretrained_from'):
     sys.exit(f'its pretraining is {sweep[\"pretrained_from\"]}\'s (--pretrained-from): lend that sweep instead')
 if sys.argv[2] not in sweep['variants']:
     sys.exit(f'it has no {sys.argv[2]} runs (variants: {\" \".join(sweep[\"variants\"])}); set VARIANT')
+cells = Path(sys.argv[1]).parent / sys.argv[2]
+done = [seed for seed in sweep['seeds']
+        if any(a.get('completed') for a in read_attempts(cells / f'seed{seed}' / 'pretrain' / 'run.json'))]
+if not done:
+    sys.exit(f'none of its {sys.argv[2]} pretraining runs completed (seeds: {\" \".join(map(str, sweep[\"seeds\"]))})')
 print(sweep['scale']); print(sweep['data'] or ''); print(sweep['label'])
 for key in ('variants', 'settings', 'seeds'):
     print(' '.join(map(str, sweep[key])))
-def completed(seed):
-    record = os.path.join(os.path.dirname(sys.argv[1]), sys.argv[2], f'seed{seed}', 'pretrain', 'run.json')
-    return os.path.isfile(record) and any(a.get('completed') for a in json.load(open(record))['attempts'])
-done = [seed for seed in sweep['seeds'] if completed(seed)]
-if not done:
-    sys.exit(f'none of its {sys.argv[2]} pretraining runs completed (seeds: {\" \".join(map(str, sweep[\"seeds\"]))})')
 print(' '.join(map(str, done)))
 for override in sweep['overrides']:
     print(override)" "$PRETRAINED_FROM/sweep.json" "$VARIANT" 2>&1) || fail "PRETRAINED_FROM=$PRETRAINED_FROM: $lent_text"
@@ -78,7 +79,7 @@ for override in sweep['overrides']:
           "pretrain:data.finetune=$selection/birth_places_train.tsv")
   # configs/cpu/ must be the recipe that sweep ran: checked on its completed seeds, in seconds, before any pretraining
   # shellcheck disable=SC2086
-  dev_sweep --seeds ${lent[6]} --settings pretrained --dry-run > /dev/null
+  dev_sweep "${borrow[@]}" --seeds ${lent[6]} --settings pretrained --dry-run > /dev/null
   # more seeds of that very sweep, one at a time on all cores (a seed it has is skipped; a new one
   # also finetunes on its split); its sweep.json records every seed throughout
   # shellcheck disable=SC2046,SC2086  # word lists on purpose
@@ -96,13 +97,11 @@ mkdir -p "$OUT"
 # the pipeline's honest time. Then the no-pretraining baseline (75 epochs from random weights), which
 # borrows nothing; then the whole grid, recorded in its sweep.json (nothing runs again).
 # shellcheck disable=SC2086
-dev_sweep --seeds $SEEDS --settings pretrained
-lent_pretraining=("${borrow[@]}"); borrow=()
+dev_sweep "${borrow[@]}" --seeds $SEEDS --settings pretrained
 # shellcheck disable=SC2086
 dev_sweep --seeds $SEEDS --settings scratch
-borrow=("${lent_pretraining[@]}")
 # shellcheck disable=SC2086
-dev_sweep --seeds $SEEDS > "$OUT/dev.out"
+dev_sweep "${borrow[@]}" --seeds $SEEDS > "$OUT/dev.out"
 
 world_sweep() {  # world_sweep STYLE SEED...: configs/cpu/ on that world, on one thread
   local style=$1 documents final_tokens; shift
