@@ -225,6 +225,28 @@ def spangpt_processes(namespace: str) -> list[str]:
     return [command for command in processes(namespace) if any(name in command for name in SPANGPT_PROCESS)]
 
 
+def settle(env: dict, namespaces: dict[str, str], quiet: float = 12, timeout: float = 180) -> None:
+    """Wait until nothing left of the failed attempt can reach the requeued one. A requeued job keeps its id and
+    step ids, and slurmd (22.05) finds a job's steps by those alone, never by start time, so before it starts again:
+    slurmctld has no RPC queued or in flight (sdiag's agent queue and count 0): the requeue's REQUEST_TERMINATE_JOB
+    to the DOWN node keeps connecting for ~10 s and lands once the node answers, and srun's SIGKILL of the step
+    (--kill-on-bad-exit), undelivered before the node went DOWN, is replayed 60 s later; and no slurmstepd on
+    either node for `quiet` s: a slurmd terminate thread for the job looks for its steps every 10 s and kills those
+    it finds, a new attempt's included, KillWait (30 s) after the terminate came."""
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if any("slurmstepd" in command for namespace in namespaces.values() for command in processes(namespace)):
+            quiet_since = now
+        elif now - quiet_since >= quiet:
+            stats = cluster_command(env, "exec", "sdiag")
+            if re.search(r"^Agent queue size:\s*0$", stats, re.M) and re.search(r"^Agent count:\s*0$", stats, re.M):
+                return
+        assert now < deadline, (processes(namespaces["n2"]), cluster_command(env, "exec", "sdiag"))
+        time.sleep(0.5)
+
+
 def fault_mid_training(env: dict, checkout, run: str, fault, restore) -> dict:
     """Submit a 2-node pretraining job, apply `fault` once it has trained 30 steps, measure how long spangpt's
     processes on both nodes take to exit, wait for SLURM to requeue the job, `restore`, and let it finish.
@@ -252,7 +274,7 @@ def fault_mid_training(env: dict, checkout, run: str, fault, restore) -> dict:
     info = wait_for(env, job, {"PENDING", "COMPLETED", "FAILED", "CANCELLED"}, timeout=240)
     requeued = time.monotonic() - began
     restore()
-    time.sleep(2)  # not in the second the old credential was revoked (see test_slurm's preemption test)
+    settle(env, namespaces)  # also past the second the old credential was revoked (see test_slurm's preemption test)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
     final = wait_for(env, job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=300)
     return {"job": job, "gone": gone, "requeued": requeued, "requeue_state": info, "trained": trained,
