@@ -52,6 +52,12 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
       "--variants vanilla --set $SPEC finetune:train.learning_rate=1e-4" ;;
     vanilla-spec-ftlr1e-3) described "SPEC's recipe" "finetune at 1e-3" \
       "--variants vanilla --set $SPEC finetune:train.learning_rate=1e-3" ;;
+    vanilla-spec-ftlr3e-5) described "SPEC's recipe" "finetune at 3e-5" \
+      "--variants vanilla --set $SPEC finetune:train.learning_rate=3e-5" ;;
+    vanilla-spec-ft10lr1e-4) described "SPEC's recipe" "finetune 10 epochs at 1e-4" \
+      "--variants vanilla --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=1e-4" ;;
+    vanilla-spec-ft2lr1e-4) described "SPEC's recipe" "finetune 2 epochs at 1e-4" \
+      "--variants vanilla --set $SPEC finetune:train.epochs=2 finetune:train.learning_rate=1e-4" ;;
     vanilla-spec-ft10) described "SPEC's recipe" "finetune 10 epochs at 6e-4" \
       "--variants vanilla --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
     vanilla-spec-ft20) described "SPEC's recipe" "finetune 20 epochs" \
@@ -71,7 +77,8 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
 }
 ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
-     vanilla-spec-ft20 vanilla-storage)
+     vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
+     vanilla-storage)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
