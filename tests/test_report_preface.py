@@ -138,6 +138,7 @@ def test_a_malformed_placeholder_fails_before_any_sweep_is_read(line, problem):
                                                        ("results-cpu-storage-preface.md", "results-cpu-storage.md"),
                                                        ("results-worlds-preface.md", "results-worlds.md"),
                                                        ("results-cpu-curves-preface.md", "results-cpu-curves.md"),
+                                                       ("results-cpu-round1-preface.md", "results-cpu-round1.md"),
                                                        ("results-cpu-preface.md", "results-cpu.md"),
                                                        ("results-cpu-finetune-preface.md", "results-cpu-finetune.md")])
 def test_the_committed_preface_parses_and_names_only_the_reports_sweeps(preface_name, results_name):
