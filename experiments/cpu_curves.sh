@@ -25,7 +25,7 @@ HOLDOUT=${HOLDOUT:-400}  # held-out training questions to select on
 EXTRA=${EXTRA:-}  # more --set overrides for every run, e.g. EXTRA="train.max_steps=2" to rehearse the script
 SPEC="pretrain:data.objective=span_corruption pretrain:data.augment=none pretrain:data.question_mix=0"
 # configs/cpu/ finetunes at 1e-4 since the vanilla-spec-ft* knobs (docs/results-cpu-finetune.md); the points of
-# docs/results-cpu.md and results-cpu-curves.md finetuned at 3e-4, as the knobs that change only the length still say
+# docs/results-cpu-round1.md and results-cpu-curves.md finetuned at 3e-4, as the knobs that change only the length still say
 AT3E4="finetune:train.learning_rate=3e-4"
 STORAGE="pretrain:data.objective=text pretrain:data.augment=name_anchored pretrain:data.question_mix=0.3"
 
