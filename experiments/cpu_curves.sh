@@ -41,6 +41,7 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
     rope-spec-ft2) described "SPEC's recipe" "finetune 2 epochs" "--variants rope --set $SPEC finetune:train.epochs=2 $AT3E4" ;;
     rope-spec-ftlr1e-4) described "SPEC's recipe" "finetune at 1e-4" \
       "--variants rope --set $SPEC finetune:train.learning_rate=1e-4" ;;
+    rope-spec-ftlr3e-4) described "SPEC's recipe" "finetune at 3e-4" "--variants rope --set $SPEC $AT3E4" ;;  # round 1's rate
     rope-spec-ft10) described "SPEC's recipe" "finetune 10 epochs at 6e-4" \
       "--variants rope --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
     rope-spec-ft20) described "SPEC's recipe" "finetune 20 epochs" "--variants rope --set $SPEC finetune:train.epochs=20 $AT3E4" ;;
@@ -79,7 +80,7 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
     *) echo "$1" ;;
   esac
 }
-ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ft10 rope-spec-ft20
+ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr3e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
      vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
      vanilla-storage)
