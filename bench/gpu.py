@@ -157,10 +157,10 @@ def universal_resume(data: DataSet, runs: Path, steps: int, workers: int, overri
 
 
 def smoke(data: DataSet, out: Path, runs: Path, steps: int, parallel: int, workers: int, overrides: list[str],
-          deadline: Deadline, precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
-    """Every variant in every precision (or those given) at once, and the universal resume beside them."""
+          deadline: Deadline) -> list[dict]:
+    """Every variant in every precision at once, and the universal resume beside them."""
     rows = Rows(out / "smoke.json")
-    jobs = [(v, p) for v in variant_names() for p in precisions]
+    jobs = [(v, p) for v in variant_names() for p in PRECISIONS]
 
     def one(job):
         if job == "universal":
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="data.workers of each run (pinned copies on a GPU)")
     parser.add_argument("--precisions", nargs="+", choices=BENCH_ORDER, default=list(BENCH_ORDER),
-                        help="the precisions to run, bench in this order (default: all, bf16 first; the CPU "
-                             "rehearsal runs fewer: on a CPU fp32 and tf32 are one path, which its table runs train)")
+                        help="bench: the precisions to measure, in this order (default: all, bf16 first; the CPU "
+                             "rehearsal measures fewer, since its smoke already ran every one)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="the stage's deadline: no run starts that cannot finish before it; results so far are kept")
     args = parser.parse_args(argv)
@@ -262,15 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data: no wiki.txt in {args.data}")
     data = DataSet(args.data, "given")
     deadline = Deadline(args.budget)
-    precisions = tuple(dict.fromkeys(args.precisions))  # in the order given, each once
     if args.stage == "smoke":
-        rows = smoke(data, args.out, args.runs, args.steps, args.parallel, args.workers, args.overrides, deadline, precisions)
+        rows = smoke(data, args.out, args.runs, args.steps, args.parallel, args.workers, args.overrides, deadline)
         print("\n".join(table_lines(rows)))
         failed = [r for r in rows if not r["ok"]]
         for r in failed:
             print(f"error: smoke {r['variant']} {r['precision']}: {r.get('error', 'finished without resuming through the universal checkpoint')}",
                   file=sys.stderr)
         return 1 if failed else 0
+    precisions = tuple(dict.fromkeys(args.precisions))  # in the order given, each once
     result = benchmark(data, args.out, args.runs, args.steps, args.workers, args.overrides, deadline, precisions)
     print("\n".join(table_lines(result["runs"])))
     print(f"matmul TFLOP/s: {result['matmul_tflops']}; loader: {result.get('loader', 'not measured: the --budget was spent')}")

@@ -49,16 +49,14 @@ workers=$(( cores / 4 > 1 ? cores / 4 - 1 : 1 ))  # per run, when several runs s
 if [[ $SCALE == tiny ]]; then  # a 32-wide model, a few steps, two runs at a time: minutes on 2 cores
   SMALL=(model.n_embd=32 model.n_head=2)
   SMOKE_STEPS=${SMOKE_STEPS:-4}; BENCH_STEPS=${BENCH_STEPS:-6}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-2}
-  # the 16-bit paths only (autocast, the loss scale): on a CPU fp32 and tf32 are one path, which the
-  # table's runs train in; the bench's order is the time-box test's (tests/test_gpu_runbook.py)
-  SMOKE_PRECISIONS=${SMOKE_PRECISIONS:-bf16 fp16}; BENCH_PRECISIONS=${BENCH_PRECISIONS:-bf16}
+  BENCH_PRECISIONS=${BENCH_PRECISIONS:-bf16 fp32}  # the smoke ran all four; the bench's order is what is rehearsed
   TABLE_SET=("${SMALL[@]}" train.max_steps=3 train.log_every=1 eval.max_new_tokens=8)
   TABLE_PRECISION=${TABLE_PRECISION:-fp32}
   BUDGET=([setup]=600 [smoke]=600 [spec]=600 [bench]=600 [rest]=900)
 elif [[ $SCALE == full ]]; then
   SMALL=()
   SMOKE_STEPS=${SMOKE_STEPS:-30}; BENCH_STEPS=${BENCH_STEPS:-300}; SMOKE_PARALLEL=${SMOKE_PARALLEL:-17}
-  SMOKE_PRECISIONS=${SMOKE_PRECISIONS:-}; BENCH_PRECISIONS=${BENCH_PRECISIONS:-}  # empty: every precision, bench's bf16 first
+  BENCH_PRECISIONS=${BENCH_PRECISIONS:-}  # empty: every precision, bench.gpu's order (bf16 first)
   TABLE_SET=()
   TABLE_PRECISION=${TABLE_PRECISION:-bf16}
 else
@@ -76,7 +74,7 @@ stage_setup() {
 
 stage_smoke() {
   timeout --kill-after=5 $(( $1 + 15 )) "$PY" -m bench.gpu smoke --data "$DATA" --steps "$SMOKE_STEPS" --parallel "$SMOKE_PARALLEL" --out "$OUT" \
-    --runs "$RUNS/smoke" --workers 1 --budget "$1" ${SMOKE_PRECISIONS:+--precisions $SMOKE_PRECISIONS} ${SMALL[@]+--set "${SMALL[@]}"}
+    --runs "$RUNS/smoke" --workers 1 --budget "$1" ${SMALL[@]+--set "${SMALL[@]}"}
 }
 
 # SPEC's table into one sweep folder: one sweep per (variant, setting) at once (the GPU-bound runs
