@@ -135,7 +135,7 @@ class RunConfig(Section):
     seed: int = 0
     init_from: Path | None = Field(None, description=(
         "a spangpt export directory (weights, vocab.json, model.json), a Hugging Face folder or a course .params "
-        "file (docs/convert.md)"))
+        "file (docs/convert.md); the weights a finetune or evaluation reads, or a pretraining continues from"))
     data: DataConfig
     model: ModelSection
     train: TrainConfig

@@ -61,7 +61,7 @@ def checked_export(config: RunConfig, vocab: Vocabulary | None) -> Export:
     if vocab is not None and vocab != export.vocab:
         raise ConfigError(
             f"init_from: {config.init_from} has a vocabulary of {len(export.vocab)} ids that differs from "
-            f"data.corpus's ({len(vocab)} ids); finetune with the pretraining corpus's vocabulary"
+            f"data.corpus's ({len(vocab)} ids); use the corpus it was pretrained on"
         )
     return export
 
@@ -108,7 +108,9 @@ def pretraining_data(config: RunConfig, context: DistributedContext) -> Training
     stream = ShardedDocumentStream(corpus, vocab, config.data.block_size, micro, context.rank, context.world_size,
                                    config.seed, questions, config.data.question_mix, config.data.objective,
                                    config.data.augment, config.data.masking)
-    return TrainingData(vocab, stream, len(corpus), len(corpus))
+    # continued pretraining starts from init_from's weights (a fresh optimizer and schedule), on the same vocabulary
+    export = checked_export(config, vocab) if config.init_from else None
+    return TrainingData(vocab, stream, len(corpus), len(corpus), export)
 
 
 def finetuning_data(config: RunConfig, context: DistributedContext) -> TrainingData:

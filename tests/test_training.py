@@ -69,6 +69,20 @@ def test_exports_agree_across_stages_and_world_sizes(pretrain_runs):
             assert torch.allclose(tensor, reference[name], atol=1e-4), (stage, name)
 
 
+def test_pretraining_continues_from_init_from(world, pretrain_runs, tmp_path):
+    """A pretrain config with init_from starts from those weights (it once started from random ones):
+    at a rate of 1e-12 two steps leave the export's weights as they were, 8 steps of 3e-3 away from the seed's."""
+    start = pretrain_runs["1rank"] / "export"
+    overrides = pretrain_overrides(world, tmp_path / "run", f"init_from={start}", "train.max_steps=2",
+                                   "train.learning_rate=1e-12")
+    check(launch([str(CONFIGS / "pretrain.yaml")], overrides, launcher="python"))
+    reference = load_file(start / "model.safetensors")
+    weights = load_file(tmp_path / "run" / "export" / "model.safetensors")
+    assert weights.keys() == reference.keys()
+    for name, tensor in weights.items():
+        assert torch.allclose(tensor, reference[name], atol=1e-6), name
+
+
 @pytest.mark.parametrize("stage, resume_ranks", [(1, 2), (2, 1), (0, 1), (3, 2)])
 def test_stop_and_resume_equals_uninterrupted(world, pretrain_runs, tmp_path, stage, resume_ranks):
     run = tmp_path / "run"
