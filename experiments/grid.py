@@ -19,7 +19,7 @@ import yaml
 from data.corpus import open_corpus
 from data.errors import DataError
 from data.vocab import Vocabulary
-from launcher.config import ConfigError, RunConfig, config_differences, load_config, to_yaml
+from launcher.config import ConfigError, RunConfig, config_differences, load_config, to_yaml, with_defaults
 from launcher.phases import check_question_files
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -103,16 +103,31 @@ def read_memorization(files: list[Path], questions: str | Path) -> dict | None:
     return None
 
 
-def data_overrides(data: Path | None, phase_config: str) -> list[str]:
+def data_overrides(data: Path | None, phase_config: str, replays: bool = False) -> list[str]:
     """--data DIR as config overrides: the corpus where the phase reads one (finetuning a pretrained
-    export takes the vocabulary from the export), the question files where it finetunes, and for
-    pretraining the finetuning split, the only questions `data.question_mix` may mix in."""
+    export takes the vocabulary from the export, and reads the corpus only to replay its documents:
+    `replays`), the question files where it finetunes, and for pretraining the finetuning split, the
+    only questions `data.question_mix` may mix in."""
     if data is None:
         return []
     corpus = f"data.corpus={data / DATA_FILES['corpus']}"
     finetune = f"data.finetune={data / DATA_FILES['finetune']}"
     questions = [finetune, f"eval.questions={data / DATA_FILES['questions']}"]
-    return {"pretrain": [corpus, finetune], "finetune": questions, "finetune_scratch": [corpus, *questions]}[phase_config]
+    return {"pretrain": [corpus, finetune], "finetune": [corpus, *questions] if replays else questions,
+            "finetune_scratch": [corpus, *questions]}[phase_config]
+
+
+def load_phase(path: Path, data: Path | None, phase_config: str, rest: list[str]) -> tuple[RunConfig, list[str]]:
+    """One run's config and its --set assignments: --data's files, then `rest`. A finetune of an export
+    gets --data's corpus only where it replays documents (data.replay), so a plain finetune's config
+    stays the one its run folder holds."""
+    if phase_config == "finetune" and data is not None:
+        sets = [*data_overrides(data, phase_config, replays=True), *rest]
+        config = load_config([path], sets)
+        if config.data.replay > 0:
+            return config, sets
+    sets = [*data_overrides(data, phase_config), *rest]
+    return load_config([path], sets), sets
 
 
 def phase_configs(settings: list[str]) -> list[str]:
@@ -157,12 +172,11 @@ def plan_runs(scale: Path, out: Path, variants: list[str], seeds: list[int], set
         for seed in seeds:
             for phase_config in phases:
                 path = scale / f"{phase_config}.yaml"
-                sets = [*data_overrides(data, phase_config), *phase_overrides(overrides, phase_config),
-                        f"model.variant={variant}", f"seed={seed}",
+                rest = [*phase_overrides(overrides, phase_config), f"model.variant={variant}", f"seed={seed}",
                         f"run_dir={phase_dir(out, variant, seed, phase_config, pretrained_from)}"]
                 if phase_config == "finetune":
-                    sets.append(f"init_from={phase_dir(out, variant, seed, 'pretrain', pretrained_from) / 'export'}")
-                config = load_config([path], sets)
+                    rest.append(f"init_from={phase_dir(out, variant, seed, 'pretrain', pretrained_from) / 'export'}")
+                config, sets = load_phase(path, data, phase_config, rest)
                 runs.append(Run(variant, seed, phase_config, (path,), tuple(sets), config))
     return runs
 
@@ -208,7 +222,7 @@ def state_of(run: Run) -> str:
     if not saved.is_file():
         return "new"
     mine = yaml.safe_load(to_yaml(run.config))
-    theirs = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    theirs = with_defaults(yaml.safe_load(saved.read_text(encoding="utf-8")))
     if theirs != mine:
         key = next(iter(config_differences(theirs, mine).values()))
         raise ConfigError(f"{run.run_dir}: holds a run with a different config ({key}); "

@@ -39,6 +39,9 @@ class DataConfig(Section):
     question_mix: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "pretraining only: the share of examples that are data.finetune's questions with their answers in the "
         "finetuning format instead of corrupted documents (a knowledge-storage recipe); 0: SPEC's recipe"))
+    replay: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "finetuning only: the share of examples that are span corruptions of data.corpus's documents, replayed among "
+        "the questions (data/replay.py); an epoch is still every question once; 0: SPEC's finetune"))
     objective: Literal["span_corruption", "text"] = Field("span_corruption", description=(
         "pretraining only: what a document example teaches. span_corruption: SPEC's prefix⁇suffix⁇masked; "
         "text: the document's first block_size characters as plain text, every character predicted"))
@@ -154,6 +157,11 @@ class RunConfig(Section):
         if self.data.masking != "random" and self.data.objective != "span_corruption":
             raise ValueError(f"data.masking: {self.data.masking} chooses the masked span of span corruption, "
                              f"and data.objective is {self.data.objective}")
+        if self.data.replay > 0 and self.phase != "finetune":
+            raise ValueError(f"data.replay: finetuning only, and this is a {self.phase} config "
+                             "(pretraining mixes questions in with data.question_mix)")
+        if self.data.replay > 0 and self.data.corpus is None:
+            raise ValueError("data.replay: needs data.corpus, the documents to replay")
         if self.phase == "finetune":
             if self.data.finetune is None:
                 raise ValueError("data.finetune: required to finetune")
@@ -304,6 +312,16 @@ def gpt_config(config: RunConfig, vocab_size: int) -> GPTConfig:
         n_embd=m.n_embd, variant=m.variant, embd_pdrop=m.dropout, resid_pdrop=m.dropout, attn_pdrop=m.dropout,
         options=m.options,
     )
+
+
+def with_defaults(tree: dict[str, Any]) -> dict[str, Any]:
+    """A saved config tree with the keys added to the schema since it was saved, at their defaults: every
+    new key defaults to the behaviour before it existed, so an older run folder or checkpoint still
+    matches the config that would make it today. A tree that no longer validates stays as it is."""
+    try:
+        return RunConfig.model_validate(tree).model_dump(mode="json")
+    except ValidationError:
+        return tree
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, str]:

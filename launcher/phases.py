@@ -19,6 +19,7 @@ from data.birthplaces import Question, check_questions, read_questions
 from data.corpus import open_corpus
 from data.errors import DataError
 from data.names import NameDataset
+from data.replay import QuestionsWithReplay
 from data.stream import ShardedDocumentStream, ShardedExampleStream
 from data.vocab import Vocabulary
 from launcher import evaluate, trainer
@@ -120,9 +121,14 @@ def finetuning_data(config: RunConfig, context: DistributedContext) -> TrainingD
     names = finetuning_examples(config, vocab)
     questions = checked_questions(config, vocab, config.eval.questions, require_answers=False) if config.eval.questions else None
     micro, _ = batch_geometry(config.train, context.world_size)
-    stream = ShardedExampleStream(len(names), lambda _epoch, item: names[item], micro, context.rank, context.world_size, config.seed)
+    if config.data.replay > 0:  # the config requires data.corpus, whose vocabulary checked_export matched
+        examples = QuestionsWithReplay(names, corpus, vocab, config.data.block_size, config.seed, config.data.replay)
+        items, make_example = examples.num_items, examples
+    else:
+        items, make_example = len(names), lambda _epoch, item: names[item]
+    stream = ShardedExampleStream(items, make_example, micro, context.rank, context.world_size, config.seed)
     pretraining_documents = export.pretraining_documents if export else len(corpus)
-    return TrainingData(vocab, stream, len(names), pretraining_documents, export, questions)
+    return TrainingData(vocab, stream, items, pretraining_documents, export, questions)
 
 
 def prepare_run_dir(config: RunConfig, context: DistributedContext) -> Path:

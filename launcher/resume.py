@@ -15,7 +15,7 @@ from typing import Any
 
 from data.vocab import Vocabulary
 from launcher import checkpoint
-from launcher.config import RESUME_MAY_CHANGE, ConfigError, RunConfig, config_differences
+from launcher.config import RESUME_MAY_CHANGE, ConfigError, RunConfig, config_differences, with_defaults
 
 
 def resume_record(config: RunConfig, vocab: Vocabulary) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def may_change(key: str) -> bool:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """'key: old there, new now' for every key outside the allow-list whose value differs."""
-    return [line for key, line in config_differences(saved, now).items() if not may_change(key)]
+    return [line for key, line in config_differences(with_defaults(saved), now).items() if not may_change(key)]
 
 
 def find_resume_point(config: RunConfig, record: dict[str, Any], is_main: bool) -> checkpoint.CheckpointInfo | None:

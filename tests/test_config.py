@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import ConfigError, load_config, to_yaml
+import yaml
+
+from launcher.config import ConfigError, config_differences, load_config, to_yaml, with_defaults
 from launcher.engine import batch_geometry, deepspeed_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -156,3 +158,16 @@ def test_variant_options_read_numbers_as_the_other_fields_do():
     assert load_config(CONFIGS / "pretrain.yaml", ["model.variant=perceiver", "model.bottleneck_dim=16.0"]).model.options == {"bottleneck_dim": 16}
     with pytest.raises(ConfigError, match=r"model.bottleneck_dim: expected an integer, got 2.5"):
         load_config(CONFIGS / "pretrain.yaml", ["model.variant=perceiver", "model.bottleneck_dim=2.5"])
+
+
+def test_a_config_saved_before_a_key_existed_reads_as_its_default():
+    """A run folder or checkpoint from before data.replay existed still matches today's config (the
+    sweep skips it, a resume continues it), while one saved with another value does not."""
+    today = yaml.safe_load(to_yaml(load_config(CONFIGS / "pretrain.yaml")))
+    older = yaml.safe_load(to_yaml(load_config(CONFIGS / "pretrain.yaml")))
+    del older["data"]["replay"]
+    assert config_differences(older, today)  # as saved, it lacks the key
+    assert config_differences(with_defaults(older), today) == {}
+    finetune = yaml.safe_load(to_yaml(load_config(CONFIGS / "finetune.yaml", ["data.corpus=wiki.txt", "data.replay=0.5"])))
+    plain = yaml.safe_load(to_yaml(load_config(CONFIGS / "finetune.yaml", ["data.corpus=wiki.txt"])))
+    assert list(config_differences(with_defaults(finetune), plain)) == ["data.replay"]
