@@ -100,7 +100,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(ge=0)
     grad_clip: float = Field(ge=0, description="gradient-norm clipping; 0 disables")
     warmup_tokens: int = Field(ge=0)
-    final_tokens: int | None = Field(None, ge=1, description="end of cosine decay; default 200 x pretraining documents x block_size")
+    final_tokens: int | Literal["run"] | None = Field(None, description=(
+        "end of cosine decay: a token count; run: this run's own last token (of train.epochs, whatever the data's "
+        "size); default 200 x pretraining documents x block_size (SPEC's, for every phase)"))
     zero_stage: Literal[0, 1, 2, 3] = 0
     precision: Literal[PRECISIONS] = Field(
         "fp32", description="fp32; tf32 (TF32 matmuls on CUDA); bf16 or fp16 (DeepSpeed's torch_autocast over fp32 "
@@ -115,6 +117,14 @@ class TrainConfig(Section):
     resume_universal: bool = Field(
         False, description="resume ZeRO 1-3 through DeepSpeed's universal format even at the saving world size "
                            "(it is used anyway at another world size)")
+
+
+    @field_validator("final_tokens", mode="before")
+    @classmethod
+    def token_count_or_run(cls, value: Any) -> Any:
+        if value is None or value == "run" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("a positive token count or run (this run's own end)")
 
 
 class EvalConfig(Section):

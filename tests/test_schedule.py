@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.schedule import default_final_tokens, lr_multiplier
+from launcher.schedule import default_final_tokens, lr_multiplier, resolved_final_tokens
 
 WARMUP, FINAL = 512 * 20, 200 * 2937 * 128
 
@@ -23,3 +23,26 @@ def test_linear_warmup_then_cosine_to_ten_percent_then_flat():
 
 def test_final_tokens_default_follows_spec():
     assert default_final_tokens(2937, 128) == FINAL
+
+
+def test_final_tokens_run_ends_the_decay_with_the_runs_last_step():
+    """`train.final_tokens: run`: 10 epochs of 3,200 examples at batch 16 are 2,000 steps of 16 x 79 tokens,
+    and the rate reaches its 10% floor within them, for any number of examples."""
+    final = resolved_final_tokens("run", 10, 3200, 16, 80, 2937)
+    assert final == 2000 * 16 * 79
+    assert lr_multiplier(final, 0, final) == pytest.approx(0.1)
+    assert resolved_final_tokens("run", 10, 4000, 16, 80, 2937) == 2500 * 16 * 79  # the real 2,000 questions
+    assert resolved_final_tokens("run", 2.5, 100, 32, 80, 2937) == 8 * 32 * 79  # a last partial batch counts
+    assert resolved_final_tokens(None, 10, 3200, 16, 80, 2937) == default_final_tokens(2937, 80)
+    assert resolved_final_tokens(12345, 10, 3200, 16, 80, 2937) == 12345
+
+
+def test_final_tokens_accepts_a_count_or_run_and_nothing_else():
+    from launcher.config import ConfigError, load_config
+    from conftest import CONFIGS
+
+    assert load_config(CONFIGS / "finetune.yaml", ["train.final_tokens=run"]).train.final_tokens == "run"
+    assert load_config(CONFIGS / "finetune.yaml", ["train.final_tokens=5000"]).train.final_tokens == 5000
+    for bad in ("end", "0"):
+        with pytest.raises(ConfigError, match=r"train.final_tokens"):
+            load_config(CONFIGS / "finetune.yaml", [f"train.final_tokens={bad}"])
