@@ -22,11 +22,14 @@ OUT=${OUT:-runs/cpu-curves}
 BUDGETS=${BUDGETS:-50 100 200 360}
 SEEDS=${SEEDS:-0 1}
 HOLDOUT=${HOLDOUT:-400}  # held-out training questions to select on
+SCRATCH=${SCRATCH:-1}  # 0: skip the no-pretraining baseline (a finetune-only candidate leaves it as it was)
 EXTRA=${EXTRA:-}  # more --set overrides for every run, e.g. EXTRA="train.max_steps=2" to rehearse the script
 SPEC="pretrain:data.objective=span_corruption pretrain:data.augment=none pretrain:data.question_mix=0"
 # configs/cpu/ finetunes at 1e-4 since the vanilla-spec-ft* knobs (docs/results-cpu-finetune.md); the points of
 # docs/results-cpu-round1.md and results-cpu-curves.md finetuned at 3e-4, as the knobs that change only the length still say
 AT3E4="finetune:train.learning_rate=3e-4"
+# replay's finetune (data/replay.py): 10 epochs at 3e-4 in batches of 16, the rate decaying to the run's own end
+DECAY="finetune:train.epochs=10 finetune:train.learning_rate=3e-4 finetune:train.global_batch_size=16 finetune:train.final_tokens=run"
 STORAGE="pretrain:data.objective=text pretrain:data.augment=name_anchored pretrain:data.question_mix=0.3"
 
 described() { printf '%s\n%s\n%s\n' "$1" "$2" "$3"; }
@@ -67,6 +70,13 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
       "--variants vanilla --set $SPEC finetune:train.epochs=10 finetune:train.learning_rate=6e-4" ;;
     vanilla-spec-ft20) described "SPEC's recipe" "finetune 20 epochs" \
       "--variants vanilla --set $SPEC finetune:train.epochs=20 $AT3E4" ;;
+    # finetuning with replay of the documents' span corruption among the questions, and its schedule without replay
+    vanilla-spec-ftreplay) described "SPEC's recipe" "finetune with replay 0.5, 10 epochs at 3e-4 decaying" \
+      "--variants vanilla --set $SPEC finetune:data.replay=0.5 $DECAY" ;;
+    vanilla-spec-ftreplay7) described "SPEC's recipe" "finetune with replay 0.7, 10 epochs at 3e-4 decaying" \
+      "--variants vanilla --set $SPEC finetune:data.replay=0.7 $DECAY" ;;
+    vanilla-spec-ftdecay) described "SPEC's recipe" "finetune 10 epochs at 3e-4 decaying, no replay" \
+      "--variants vanilla --set $SPEC $DECAY" ;;
     # issue 14's storage recipe, configs/cpu/'s until issue 26 (its 100-epoch point ran as "configs-cpu")
     vanilla-storage) described "the storage recipe of issue 14 (text + question mix + name-anchored)" "" \
       "--variants vanilla --set $STORAGE" ;;
@@ -83,7 +93,7 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
 ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr3e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
      vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
-     vanilla-storage)
+     vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftdecay vanilla-storage)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
@@ -129,7 +139,7 @@ for name in "${CANDIDATES[@]}"; do
     swept+=("$OUT/$name-$epochs")
   done
 done
-for variant in $(printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//' | sort -u); do
+for variant in $( ((SCRATCH)) && printf '%s\n' "${CANDIDATES[@]}" | sed 's/-.*//' | sort -u); do
   out=$OUT/scratch-$variant
   echo "$(date -u +%FT%TZ) no pretraining, $variant -> $out"
   side_by_side "$out" --label "$variant, no pretraining" --settings scratch --variants "$variant" \
