@@ -19,6 +19,7 @@ import yaml
 from data.errors import DataError
 from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, questions_key,
                               read_memorization, variant_names)
+from launcher.config import with_defaults
 from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -229,6 +230,7 @@ def read_run(run_dir: Path, phase_config: str, needs_accuracy: bool) -> RunResul
         raise ReportError(f"{config_path}: unreadable ({' '.join(str(exc).split())})") from None
     if not isinstance(config, dict):
         raise ReportError(f"{config_path}: not a run's resolved config (a mapping of keys to values)")
+    config = with_defaults(config)  # a key added since the run reads as its default, as the run did
     scalars = read_scalars(run_dir, optional=(RATE_TAG,))
     result = RunResult(run_dir, phase_config, config, attempts, scalars["train/loss"], scalars.get(RATE_TAG, []))
     if needs_accuracy:
