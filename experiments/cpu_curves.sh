@@ -116,11 +116,19 @@ side_by_side() {  # side_by_side OUT ARGS...: one sweep per seed, each on one th
     > "$out/grid.out" 2>&1
 }
 
+pretrained() {  # pretrained NAME EPOCHS: whether every seed's pretraining of that point has its export
+  local seed
+  for seed in $SEEDS; do
+    [[ -f $OUT/$1-$2/${1%%-*}/seed$seed/pretrain/export/model.safetensors ]] || return 1
+  done
+}
+
 point() {  # point NAME EPOCHS: one candidate at one budget, into OUT/NAME-EPOCHS (skipped where done)
   local name=$1 epochs=$2 base borrow=() args about
   base=$(pretraining_of "$name")
   if [[ $base != "$name" ]]; then
-    point "$base" "$epochs"  # its pretraining first (nothing runs again where it is done)
+    # its pretraining first, where missing (a finished one is left alone: its finetune may be of an older configs/cpu/)
+    pretrained "$base" "$epochs" || point "$base" "$epochs"
     borrow=(--pretrained-from "$OUT/$base-$epochs")
   fi
   mapfile -t about < <(candidate "$name")
