@@ -26,6 +26,8 @@ NAME is one of (keys in [] are optional; without them every variant, setting, ph
     recall sweep=S variant=V [form=F]           dev birth places the pretrained model recalls from their
                                                 own documents (experiments.memorization), %: 78.1;
                                                 form continue (the default) or infill
+    compare sweep=A,B variant=V                 A's pretrained mean accuracy minus B's, ± its standard error, and
+                                                the verdict (experiments.decisions): +4.2 ± 1.1 (better)
     reference variant=V setting=T               the published reference accuracy, %: 8.2 or 21.6–30.6
     config sweep=S phase=P key=K [variant]      a config value shared by those runs: 120
 
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.baselines import Baselines
+from experiments.decisions import gain
 from experiments.formats import duration, mean_std, percent, plain, signed, signed_span, span
 from experiments.grid import SETTING_PHASE, SETTINGS, phase_configs, variant_names
 from experiments.reference import reference_values
@@ -182,6 +185,23 @@ def render_recall(context: Context, p: Placeholder) -> str:
     return mean_std([run.recall(form) for run in runs])
 
 
+def render_compare(context: Context, p: Placeholder) -> str:
+    """Any two sweeps by the Comparison table's rule, which compares each row with the first row only."""
+    sweeps = context.selected_sweeps(p)
+    if len(sweeps) != 2:
+        raise PlaceholderError(f"compare takes two sweeps, a candidate and its reference, got {len(sweeps)}")
+    [variant] = choose(p, "variant", union(s.variants for s in sweeps), holds(sweeps))
+    for sweep in sweeps:
+        if variant not in sweep.variants or "pretrained" not in sweep.settings:
+            raise PlaceholderError(f"sweep {sweep.slug} has no pretrained runs of {variant}")
+    candidate, reference = sweeps
+    if candidate.answers_key != reference.answers_key:
+        raise PlaceholderError(f"sweeps {candidate.slug} and {reference.slug} answered different questions "
+                               f"({candidate.answers}, {reference.answers})")
+    questions = candidate.runs[(variant, candidate.seeds[0], "finetune")].accuracy["total"]
+    return gain(candidate.accuracies(variant, "pretrained"), reference.accuracies(variant, "pretrained"), questions).describe()
+
+
 def render_reference(context: Context, p: Placeholder) -> str:
     [variant] = choose(p, "variant", variant_names(), "the variant registry holds")
     [setting] = choose(p, "setting", list(SETTINGS), "the settings are")
@@ -229,6 +249,7 @@ DIRECTIVES = {
     "wall_time_range": Directive(("sweep",), RANGE_KEYS, render_wall_time_range),
     "london": Directive(("sweep",), (), render_london, ("sweep",)),
     "recall": Directive(("sweep", "variant"), ("form",), render_recall, ("sweep", "variant", "form")),
+    "compare": Directive(("sweep", "variant"), (), render_compare, ("variant",)),
     "reference": Directive(("variant", "setting"), (), render_reference, ("variant", "setting")),
     "config": Directive(("sweep", "phase", "key"), ("variant",), render_config, ("sweep", "phase", "key")),
 }

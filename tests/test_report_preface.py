@@ -87,6 +87,23 @@ def test_a_placeholder_prints_the_runs_number(placeholder, value):
     assert fill(f"- before {placeholder} after\n") == f"- before {value} after\n"
 
 
+def test_compare_gives_any_two_sweeps_the_comparison_tables_verdict():
+    """rope's [17, 7, 12] against itself is +0.0; against vanilla-like [15, 9, 16] of a sweep made 5 points
+    better on every seed it is better beyond two standard errors, the other way worse."""
+    better = make_sweep("better", ["rope"])
+    for seed in (0, 1, 2):
+        run = better.runs[("rope", seed, "finetune")]
+        run.accuracy = {**run.accuracy, "accuracy": run.accuracy["accuracy"] + 0.3}
+    sweeps = [*SWEEPS, better]
+    def compare(names: str) -> str:
+        return fill_preface(Path("p.md"), f"{{{{compare sweep={names} variant=rope}}}}", sweeps, BASELINES | {"better": BASELINES["slow"]})
+    assert compare("synthetic,slow") == "+0.0 ± 4.1 (no decision)"
+    assert compare("better,synthetic") == "+30.0 ± 4.1 (better)"
+    assert compare("synthetic,better") == "-30.0 ± 4.1 (worse)"
+    with pytest.raises(ReportError, match=r"p.md:1: \{\{compare sweep=synthetic variant=rope\}\}: compare takes two sweeps"):
+        compare("synthetic")
+
+
 def test_a_preface_keeps_its_prose_and_fills_several_placeholders_on_a_line():
     text = "# Notes\n\nvanilla {{gain sweep=synthetic variant=vanilla}}, rope {{gain sweep=synthetic variant=rope}}.\n"
     assert fill(text) == "# Notes\n\nvanilla +12.7, rope +8.0.\n"
@@ -123,7 +140,7 @@ def test_a_bad_placeholder_is_one_error_naming_file_line_and_placeholder(placeho
 @pytest.mark.parametrize("line, problem", [
     ("{{gians sweep=synthetic}}", "{{gians sweep=synthetic}}: unknown placeholder 'gians' (known: gain, gain_range, "
                                    "accuracy, accuracy_range, final_loss_range, wall_time, wall_time_range, london, recall, "
-                                   "reference, config)"),
+                                   "compare, reference, config)"),
     ("text {{london sweep=slow", "unclosed placeholder (a {{...}} opens and closes on one line)"),
     ("text }} and", "unclosed placeholder (a {{...}} opens and closes on one line)"),
     ("{{ }}", "{{ }}: empty placeholder"),
