@@ -26,8 +26,9 @@ NAME is one of (keys in [] are optional; without them every variant, setting, ph
     recall sweep=S variant=V [form=F]           dev birth places the pretrained model recalls from their
                                                 own documents (experiments.memorization), %: 78.1;
                                                 form continue (the default) or infill
-    compare sweep=A,B variant=V                 A's pretrained mean accuracy minus B's, ± its standard error, and
-                                                the verdict (experiments.decisions): +4.2 ± 1.1 (better)
+    compare sweep=A,B variant=V[,W]             A's pretrained mean accuracy minus B's, ± its standard error, and
+                                                the verdict (experiments.decisions): +4.2 ± 1.1 (better);
+                                                variant=V,W compares A's V with B's W
     reference variant=V setting=T               the published reference accuracy, %: 8.2 or 21.6–30.6
     config sweep=S phase=P key=K [variant]      a config value shared by those runs: 120
 
@@ -190,16 +191,19 @@ def render_compare(context: Context, p: Placeholder) -> str:
     sweeps = context.selected_sweeps(p)
     if len(sweeps) != 2:
         raise PlaceholderError(f"compare takes two sweeps, a candidate and its reference, got {len(sweeps)}")
-    [variant] = choose(p, "variant", union(s.variants for s in sweeps), holds(sweeps))
-    for sweep in sweeps:
+    variants = choose(p, "variant", union(s.variants for s in sweeps), holds(sweeps))
+    if len(variants) > 2:
+        raise PlaceholderError(f"compare takes one variant, or one for each sweep, got {len(variants)}")
+    variants = variants * 2 if len(variants) == 1 else variants
+    for sweep, variant in zip(sweeps, variants):
         if variant not in sweep.variants or "pretrained" not in sweep.settings:
             raise PlaceholderError(f"sweep {sweep.slug} has no pretrained runs of {variant}")
-    candidate, reference = sweeps
+    (candidate, reference), (mine, theirs) = sweeps, variants
     if candidate.answers_key != reference.answers_key:
         raise PlaceholderError(f"sweeps {candidate.slug} and {reference.slug} answered different questions "
                                f"({candidate.answers}, {reference.answers})")
-    questions = candidate.runs[(variant, candidate.seeds[0], "finetune")].accuracy["total"]
-    return gain(candidate.accuracies(variant, "pretrained"), reference.accuracies(variant, "pretrained"), questions).describe()
+    questions = candidate.runs[(mine, candidate.seeds[0], "finetune")].accuracy["total"]
+    return gain(candidate.accuracies(mine, "pretrained"), reference.accuracies(theirs, "pretrained"), questions).describe()
 
 
 def render_reference(context: Context, p: Placeholder) -> str:
@@ -249,7 +253,7 @@ DIRECTIVES = {
     "wall_time_range": Directive(("sweep",), RANGE_KEYS, render_wall_time_range),
     "london": Directive(("sweep",), (), render_london, ("sweep",)),
     "recall": Directive(("sweep", "variant"), ("form",), render_recall, ("sweep", "variant", "form")),
-    "compare": Directive(("sweep", "variant"), (), render_compare, ("variant",)),
+    "compare": Directive(("sweep", "variant"), (), render_compare),
     "reference": Directive(("variant", "setting"), (), render_reference, ("variant", "setting")),
     "config": Directive(("sweep", "phase", "key"), ("variant",), render_config, ("sweep", "phase", "key")),
 }

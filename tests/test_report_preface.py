@@ -100,6 +100,8 @@ def test_compare_gives_any_two_sweeps_the_comparison_tables_verdict():
     assert compare("synthetic,slow") == "+0.0 ± 4.1 (no decision)"
     assert compare("better,synthetic") == "+30.0 ± 4.1 (better)"
     assert compare("synthetic,better") == "-30.0 ± 4.1 (worse)"
+    across = fill_preface(Path("p.md"), "{{compare sweep=synthetic,synthetic variant=rope,vanilla}}", sweeps, BASELINES)
+    assert across == "-1.3 ± 3.6 (no decision)"  # rope's [17, 7, 12] against vanilla's [15, 9, 16]
     with pytest.raises(ReportError, match=r"p.md:1: \{\{compare sweep=synthetic variant=rope\}\}: compare takes two sweeps"):
         compare("synthetic")
 
