@@ -118,7 +118,6 @@ class TrainConfig(Section):
         False, description="resume ZeRO 1-3 through DeepSpeed's universal format even at the saving world size "
                            "(it is used anyway at another world size)")
 
-
     @field_validator("final_tokens", mode="before")
     @classmethod
     def token_count_or_run(cls, value: Any) -> Any:
