@@ -31,7 +31,6 @@ from launcher.formats import read_init_from
 from launcher.metrics import RunLogger, print_main
 from launcher.precision import set_matmul_precision
 from launcher.resume import find_resume_point, resume_record
-from launcher.schedule import resolved_final_tokens
 from model import GPT
 
 SHARED_SHAPE_KEYS = ("variant", "n_layer", "n_head", "n_embd", "block_size")
@@ -150,9 +149,7 @@ def train_phase(config: RunConfig, context: DistributedContext, device: torch.de
     model = GPT(shape)
     if data.init is not None:
         model.load_state_dict(data.init.state_dict)
-    final_tokens = resolved_final_tokens(config.train.final_tokens, config.train.epochs, data.items_per_epoch,
-                                         config.train.global_batch_size, config.data.block_size, data.pretraining_documents)
-    schedule = trainer.plan(config.train, config.data.block_size, data.items_per_epoch, final_tokens)
+    schedule = trainer.plan(config.train, config.data.block_size, data.items_per_epoch, data.pretraining_documents)
     record = resume_record(config, data.vocab)
     resume = find_resume_point(config, record, context.is_main)
     prepare_run_dir(config, context)

@@ -22,12 +22,3 @@ def default_final_tokens(pretraining_documents: int, block_size: int) -> int:
     """SPEC: final_tokens = 200 x (number of pretraining documents) x block_size, for every phase."""
     return 200 * pretraining_documents * block_size
 
-
-def resolved_final_tokens(final_tokens: int | str | None, epochs: float, items_per_epoch: int, global_batch_size: int,
-                          block_size: int, pretraining_documents: int) -> int:
-    """train.final_tokens as a count. "run" ends the decay with the run's last step of train.epochs (not of
-    train.max_steps, so a rehearsal cut short follows the full run's curve): one setting that fits any
-    number of examples, where a count would have to be worked out again for each data set."""
-    if final_tokens == "run":
-        return math.ceil(epochs * items_per_epoch / global_batch_size) * global_batch_size * (block_size - 1)
-    return final_tokens or default_final_tokens(pretraining_documents, block_size)

@@ -26,7 +26,7 @@ from launcher.engine import build_engine, engine_reports_grad_norm, gradient_nor
 from launcher.metrics import RunLogger, print_main
 from launcher import precision as precision_mode
 from launcher.preemption import StopRequest
-from launcher.schedule import lr_multiplier
+from launcher.schedule import default_final_tokens, lr_multiplier
 from model import GPT
 
 
@@ -37,12 +37,19 @@ class Schedule:
     tokens_per_step: int
 
 
-def plan(train: TrainConfig, block_size: int, items_per_epoch: int, final_tokens: int) -> Schedule:
-    """Steps to run: ceil(epochs x items / global batch), capped by max_steps."""
+def plan(train: TrainConfig, block_size: int, items_per_epoch: int, pretraining_documents: int) -> Schedule:
+    """Steps to run: ceil(epochs x items / global batch), capped by max_steps. The decay ends at
+    train.final_tokens: a count, SPEC's default, or "run", the last token of train.epochs (not of
+    max_steps, so a rehearsal cut short follows the full run's curve), which fits any number of examples."""
     steps = math.ceil(train.epochs * items_per_epoch / train.global_batch_size)
+    tokens_per_step = train.global_batch_size * (block_size - 1)
+    if train.final_tokens == "run":
+        final_tokens = steps * tokens_per_step
+    else:
+        final_tokens = train.final_tokens or default_final_tokens(pretraining_documents, block_size)
     if train.max_steps is not None:
         steps = min(steps, train.max_steps)
-    return Schedule(steps, final_tokens, train.global_batch_size * (block_size - 1))
+    return Schedule(steps, final_tokens, tokens_per_step)
 
 
 @dataclass(frozen=True)
