@@ -40,6 +40,8 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
     rope-spec-lr1e-3) described "SPEC's recipe, pretraining at 1e-3" "" \
       "--variants rope --set $SPEC pretrain:train.learning_rate=1e-3" ;;  # rope's own rate
     rope-salient) described "salient masking" "" "--variants rope --set $SPEC pretrain:data.masking=salient" ;;
+    # salient masking on configs/cpu/'s own variant, where 360 epochs store enough to tell recipes apart
+    vanilla-salient) described "salient masking" "" "--variants vanilla --set $SPEC pretrain:data.masking=salient" ;;
     # finetuning knobs on rope-spec's pretraining (borrowed: a knob costs a finetune, not a pretraining)
     rope-spec-ft2) described "SPEC's recipe" "finetune 2 epochs" "--variants rope --set $SPEC finetune:train.epochs=2 $AT3E4" ;;
     rope-spec-ftlr1e-4) described "SPEC's recipe" "finetune at 1e-4" \
@@ -90,7 +92,7 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
     *) echo "$1" ;;
   esac
 }
-ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
+ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient vanilla-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr3e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
      vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
      vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftdecay vanilla-storage)
