@@ -77,6 +77,8 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
       "--variants vanilla --set $SPEC finetune:data.replay=0.5 $DECAY" ;;
     vanilla-spec-ftreplay7) described "SPEC's recipe" "finetune with replay 0.7, 10 epochs at 3e-4 decaying" \
       "--variants vanilla --set $SPEC finetune:data.replay=0.7 $DECAY" ;;
+    vanilla-spec-ftreplay85) described "SPEC's recipe" "finetune with replay 0.85, 10 epochs at 3e-4 decaying" \
+      "--variants vanilla --set $SPEC finetune:data.replay=0.85 $DECAY" ;;  # replay's own rate, toward continued pretraining
     vanilla-spec-ftdecay) described "SPEC's recipe" "finetune 10 epochs at 3e-4 decaying, no replay" \
       "--variants vanilla --set $SPEC $DECAY" ;;
     # issue 14's storage recipe, configs/cpu/'s until issue 26 (its 100-epoch point ran as "configs-cpu")
@@ -95,7 +97,7 @@ pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes
 ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient vanilla-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr3e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
      vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
-     vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftdecay vanilla-storage)
+     vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftreplay85 vanilla-spec-ftdecay vanilla-storage)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 
