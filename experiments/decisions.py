@@ -4,7 +4,14 @@ With 400 held-out questions one question is a quarter of a point, and a few seed
 own spread badly (two seeds can agree by chance), so a recipe's standard error here is the larger
 of two: the seeds' (sample standard deviation over sqrt(seeds)) and the binomial one of its pooled
 answers (sqrt(p(1-p) / (seeds x questions))), the least any mean of that many answers carries. A
-gain between two recipes has the standard error of a difference of independent means.
+gain between two recipes has the standard error of a difference of independent means: the rule the
+recipes are chosen by.
+
+Two recipes that finetune the same pretraining runs (a finetuning knob, run with --pretrained-from)
+and answer the same questions are paired: what each seed's pretraining stored is in both, so it
+cancels in the difference. `paired_gain` gives that difference's standard error, the larger of the
+per-seed differences' and McNemar's (from the answers the two got differently, pooled over seeds),
+which the independent one overstates. The report shows it beside the rule, not in its place.
 """
 
 from __future__ import annotations
@@ -43,3 +50,23 @@ def gain(candidate: list[float], reference: list[float], questions: int) -> Gain
     """The candidate's mean minus the reference's, with its standard error."""
     error = math.hypot(standard_error(candidate, questions), standard_error(reference, questions))
     return Gain(statistics.mean(candidate) - statistics.mean(reference), error)
+
+
+def paired_gain(candidate: list[list[bool]], reference: list[list[bool]]) -> Gain:
+    """The candidate's mean minus the reference's, seed by seed on the same questions (each a list of
+    per-question correctness, one per seed, in seed order), with the paired standard error."""
+    if len(candidate) != len(reference) or not candidate:
+        raise ValueError(f"paired seeds: {len(candidate)} against {len(reference)}")
+    differences, only_candidate, only_reference = [], 0, 0
+    for mine, theirs in zip(candidate, reference):
+        if len(mine) != len(theirs) or not mine:
+            raise ValueError(f"paired answers: {len(mine)} against {len(theirs)}")
+        differences.append(100 * (sum(mine) - sum(theirs)) / len(mine))
+        only_candidate += sum(a and not b for a, b in zip(mine, theirs))
+        only_reference += sum(b and not a for a, b in zip(mine, theirs))
+    pairs = sum(len(mine) for mine in candidate)
+    discordant = only_candidate + only_reference
+    mcnemar = 100 * math.sqrt(max(discordant - (only_candidate - only_reference) ** 2 / pairs, 0.0)) / pairs
+    n = len(differences)
+    seeds = statistics.stdev(differences) / math.sqrt(n) if n > 1 else 0.0
+    return Gain(statistics.mean(differences), max(seeds, mcnemar))

@@ -29,6 +29,8 @@ NAME is one of (keys in [] are optional; without them every variant, setting, ph
     compare sweep=A,B variant=V[,W]             A's pretrained mean accuracy minus B's, ± its standard error, and
                                                 the verdict (experiments.decisions): +4.2 ± 1.1 (better);
                                                 variant=V,W compares A's V with B's W
+    compare_paired sweep=A,B variant=V[,W]      the same, paired by seed (experiments.decisions.paired_gain): A
+                                                finetuned B's own pretraining runs and answered its questions
     reference variant=V setting=T               the published reference accuracy, %: 8.2 or 21.6–30.6
     config sweep=S phase=P key=K [variant]      a config value shared by those runs: 120
 
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.baselines import Baselines
-from experiments.decisions import gain
+from experiments.decisions import gain, paired_gain
 from experiments.formats import duration, mean_std, percent, plain, signed, signed_span, span
 from experiments.grid import SETTING_PHASE, SETTINGS, phase_configs, variant_names
 from experiments.reference import reference_values
@@ -186,8 +188,8 @@ def render_recall(context: Context, p: Placeholder) -> str:
     return mean_std([run.recall(form) for run in runs])
 
 
-def render_compare(context: Context, p: Placeholder) -> str:
-    """Any two sweeps by the Comparison table's rule, which compares each row with the first row only."""
+def compared_pair(context: Context, p: Placeholder) -> tuple[Sweep, str, Sweep, str]:
+    """A compare placeholder's candidate sweep and variant, then its reference's, on the same questions."""
     sweeps = context.selected_sweeps(p)
     if len(sweeps) != 2:
         raise PlaceholderError(f"compare takes two sweeps, a candidate and its reference, got {len(sweeps)}")
@@ -202,8 +204,23 @@ def render_compare(context: Context, p: Placeholder) -> str:
     if candidate.answers_key != reference.answers_key:
         raise PlaceholderError(f"sweeps {candidate.slug} and {reference.slug} answered different questions "
                                f"({candidate.answers}, {reference.answers})")
+    return candidate, mine, reference, theirs
+
+
+def render_compare(context: Context, p: Placeholder) -> str:
+    """Any two sweeps by the Comparison table's rule, which compares each row with the first row only."""
+    candidate, mine, reference, theirs = compared_pair(context, p)
     questions = candidate.runs[(mine, candidate.seeds[0], "finetune")].accuracy["total"]
     return gain(candidate.accuracies(mine, "pretrained"), reference.accuracies(theirs, "pretrained"), questions).describe()
+
+
+def render_compare_paired(context: Context, p: Placeholder) -> str:
+    """Two sweeps that finetuned the same pretraining runs, seed by seed on the same questions."""
+    candidate, mine, reference, theirs = compared_pair(context, p)
+    if not candidate.paired_with(mine, reference, theirs):
+        raise PlaceholderError(f"sweeps {candidate.slug} and {reference.slug} are not paired: they did not finetune "
+                               "the same pretraining runs for the same seeds")
+    return paired_gain(candidate.correct(mine), reference.correct(theirs)).describe()
 
 
 def render_reference(context: Context, p: Placeholder) -> str:
@@ -254,6 +271,7 @@ DIRECTIVES = {
     "london": Directive(("sweep",), (), render_london, ("sweep",)),
     "recall": Directive(("sweep", "variant"), ("form",), render_recall, ("sweep", "variant", "form")),
     "compare": Directive(("sweep", "variant"), (), render_compare),
+    "compare_paired": Directive(("sweep", "variant"), (), render_compare_paired),
     "reference": Directive(("variant", "setting"), (), render_reference, ("variant", "setting")),
     "config": Directive(("sweep", "phase", "key"), ("variant",), render_config, ("sweep", "phase", "key")),
 }

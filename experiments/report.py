@@ -119,8 +119,10 @@ def render(sweeps: list[Sweep], baselines: dict[str, Baselines], out: Path, figu
                   "baselines on the same file, how many of those people's birth places the pretrained model "
                   "recalls from their own document (experiments.memorization), and the cost: pretraining wall "
                   "time, its median tokens/s and final loss, and the wall time of pretraining + finetuning + "
-                  "evaluation per seed. The last column compares each row with the first row scored on the same "
-                  "answers file: accuracies on different questions do not compare.", ""]
+                  "evaluation per seed. The next-to-last column compares each row with the first row scored on "
+                  "the same answers file (accuracies on different questions do not compare) as independent means, "
+                  "the rule recipes are chosen by; the last column pairs them seed by seed where the row finetuned "
+                  "the first row's own pretraining runs (experiments.decisions).", ""]
         lines += comparison_table(compared, baselines)
     curve_lines, figures = curves_section(compared, figures_link)
     lines += curve_lines

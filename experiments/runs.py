@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from data.birthplaces import read_questions
 from data.errors import DataError
 from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, questions_key,
                               read_memorization, variant_names)
@@ -105,6 +106,21 @@ class RunResult:
         """A config value by dotted key, e.g. "model.n_embd"; None where the config has no such key."""
         return lookup(self.config, key)
 
+    def correct(self) -> list[bool]:
+        """Per question of eval.questions, whether the run's prediction is its answer (the run's own
+        score's rule, launcher.evaluate.score), read back from its predictions file."""
+        questions_path = self.setting("eval.questions")
+        predictions_path = self.path / (self.setting("eval.predictions") or "predictions.txt")
+        try:
+            questions = read_questions(questions_path, require_answers=True)
+        except DataError as exc:
+            raise ReportError(str(exc)) from None
+        predictions = predictions_path.read_text(encoding="utf-8").split("\n")[:-1]
+        if len(predictions) != len(questions):
+            raise ReportError(f"{predictions_path}: {len(predictions)} predictions for the {len(questions)} "
+                              f"questions of {questions_path}")
+        return [p == q.answer for p, q in zip(predictions, questions)]
+
 
 @dataclass
 class Sweep:
@@ -165,6 +181,18 @@ class Sweep:
     @property
     def answers_key(self) -> str:
         return questions_key(self.answers)
+
+    def paired_with(self, variant: str, other: "Sweep", other_variant: str) -> bool:
+        """Whether this sweep's variant and the other's finetuned the same pretraining run seed by seed
+        and answered the same questions (experiments.decisions.paired_gain applies)."""
+        if self.seeds != other.seeds or self.answers_key != other.answers_key:
+            return False
+        return all(self.runs[(variant, seed, "pretrain")].path.resolve()
+                   == other.runs[(other_variant, seed, "pretrain")].path.resolve() for seed in self.seeds)
+
+    def correct(self, variant: str) -> list[list[bool]]:
+        """Per seed, per question, whether the pretrained model's finetune answered it."""
+        return [self.runs[(variant, seed, "finetune")].correct() for seed in self.seeds]
 
 
 def read_loss(run_dir: Path) -> list[tuple[int, float]]:

@@ -8,7 +8,7 @@ from experiments.baselines import Baselines
 from experiments.formats import duration, loss, mean_std, percent, plain, rate, signed, signed_span
 from experiments.grid import SETTING_TITLES
 from experiments.reference import SPEC_LONDON, SPEC_SCRATCH, reference_gain, spec_reference
-from experiments.decisions import MARGIN, gain
+from experiments.decisions import MARGIN, gain, paired_gain
 from experiments.runs import RunResult, Sweep, lookup
 from launcher.machine_share import SHARED_CORES
 
@@ -115,13 +115,15 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
     """One row per sweep with pretraining: its recipe, accuracy with and without pretraining, what
     pretraining stored, and its cost (pretraining wall time and tokens/s; the pretrain -> finetune
     -> evaluate pipeline's wall time per seed), and its gain over the first row scored on the same
-    answers file (a dev sweep beside selection sweeps is its own reference)."""
+    answers file (a dev sweep beside selection sweeps is its own reference): by the rule recipes are
+    chosen by, and, where the row finetuned the first row's own pretraining runs, paired by seed."""
     keys = recipe_keys(sweeps)
-    references: dict[str, list[float]] = {}  # answers file -> the first row's accuracies on it
+    references: dict[str, tuple[Sweep, str]] = {}  # answers file -> the first row on it (sweep, variant)
     lines = ["| sweep | recipe | answers | seeds | pretrained | no pretraining | gain | London / most common | "
              "recall from own text | pretrain wall time | tokens/s | final pretrain loss | pipeline wall time | "
-             f"pipeline CPU time | against the first row on the same answers (± SE; counts beyond {MARGIN:g} SE) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"pipeline CPU time | against the first row on the same answers (± SE; counts beyond {MARGIN:g} SE) | "
+             "paired by seed, where it finetuned the first row's pretraining runs |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for sweep in sweeps:
         described = recipe(sweep, keys)
         constant = baselines[sweep.slug]
@@ -135,11 +137,14 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
             recall = mean_std(recalls) if None not in recalls else "—"
             rates = [r.tokens_per_second for r in runs]
             questions = finetunes[0].accuracy["total"]
-            against = "—"  # the first row on an answers file is the reference of the later ones
+            against = paired = "—"  # the first row on an answers file is the reference of the later ones
             if sweep.answers_key in references:
-                against = gain(pre, references[sweep.answers_key], questions).describe()
+                reference, theirs = references[sweep.answers_key]
+                against = gain(pre, reference.accuracies(theirs, "pretrained"), questions).describe()
+                if sweep.paired_with(variant, reference, theirs):
+                    paired = paired_gain(sweep.correct(variant), reference.correct(theirs)).describe()
             else:
-                references[sweep.answers_key] = pre
+                references[sweep.answers_key] = (sweep, variant)
             lines.append(
                 f"| {sweep.manifest.get('label') or sweep.slug} ({variant}) | {described} | "
                 f"`{finetunes[0].setting('eval.questions')}` | {len(sweep.seeds)} | {mean_std(pre)} | "
@@ -149,7 +154,7 @@ def comparison_table(sweeps: list[Sweep], baselines: dict[str, Baselines]) -> li
                 f"{rate(statistics.mean(rates)) if None not in rates else '—'} | "
                 f"{loss(statistics.mean(r.final_loss for r in runs))} | "
                 f"{duration(statistics.mean(p.seconds + f.seconds for p, f in zip(runs, finetunes)))}"
-                f"{shared_mark(runs + finetunes)} | {pipeline_cpu_time(runs, finetunes)} | {against} |")
+                f"{shared_mark(runs + finetunes)} | {pipeline_cpu_time(runs, finetunes)} | {against} | {paired} |")
     lines.append("")
     if any(r.shared for sweep in sweeps for r in sweep.runs.values()):
         lines += [SHARED_NOTE, ""]

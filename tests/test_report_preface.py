@@ -142,7 +142,7 @@ def test_a_bad_placeholder_is_one_error_naming_file_line_and_placeholder(placeho
 @pytest.mark.parametrize("line, problem", [
     ("{{gians sweep=synthetic}}", "{{gians sweep=synthetic}}: unknown placeholder 'gians' (known: gain, gain_range, "
                                    "accuracy, accuracy_range, final_loss_range, wall_time, wall_time_range, london, recall, "
-                                   "compare, reference, config)"),
+                                   "compare, compare_paired, reference, config)"),
     ("text {{london sweep=slow", "unclosed placeholder (a {{...}} opens and closes on one line)"),
     ("text }} and", "unclosed placeholder (a {{...}} opens and closes on one line)"),
     ("{{ }}", "{{ }}: empty placeholder"),

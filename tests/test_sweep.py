@@ -216,7 +216,7 @@ def test_sweep_finetunes_another_sweeps_pretraining(grid, world, tmp_path):
     row = table_row(markdown, "| finetune lr (rope) |")
     assert row[1] == "`finetune:train.learning_rate` 0.0001"  # the one recipe key that differs
     pipeline = attempts(source)[0]["cpu_seconds"] + attempts(out / "rope" / "seed1" / "finetune")[0]["cpu_seconds"]
-    assert row[-2] == duration(pipeline)
+    assert row[-3] == duration(pipeline)
 
 
 def test_a_borrowed_pretraining_is_measured_on_the_borrowing_sweeps_questions(grid, world, tmp_path):
@@ -244,7 +244,7 @@ def test_a_borrowed_pretraining_is_measured_on_the_borrowing_sweeps_questions(gr
     markdown = markdown_path.read_text()
     recall = 100 * mine["recall"]["continue"]["accuracy"]
     assert table_row(markdown, "| other dev (rope) |")[8] == f"{recall:.1f}"  # one seed: its own measurement
-    assert table_row(markdown, "| other dev (rope) |")[-1] == "—"  # other answers: its own reference
+    assert table_row(markdown, "| other dev (rope) |")[-2:] == ["—", "—"]  # other answers: its own reference
 
 
 @pytest.mark.parametrize("change, message", [
@@ -327,11 +327,12 @@ def test_report_draws_a_curve_for_sweeps_that_differ_only_in_budget(grid, world,
         assert cells[6] == duration(cpu(sweep))
     row = table_row(markdown, "| longer (vanilla) |")
     assert row[1] == "`train.max_steps` 5"
-    assert row[-1] == gain(accuracies(longer), accuracies(grid), 16).describe()
-    assert table_row(markdown, "| tiny grid (vanilla) |")[-1] == "—"  # the first row is the reference of every other
+    assert row[-2] == gain(accuracies(longer), accuracies(grid), 16).describe()
+    assert row[-1] == "—"  # its own pretraining runs: no pairing
+    assert table_row(markdown, "| tiny grid (vanilla) |")[-2:] == ["—", "—"]  # the first row is the reference of every other
     rope = [100 * json.loads((grid / "rope" / f"seed{s}" / "finetune" / "accuracy.json").read_text())["accuracy"]
             for s in (0, 1)]
-    assert table_row(markdown, "| tiny grid (rope) |")[-1] == gain(rope, accuracies(grid), 16).describe()
+    assert table_row(markdown, "| tiny grid (rope) |")[-2:] == [gain(rope, accuracies(grid), 16).describe(), "—"]
 
 
 def test_report_compares_and_joins_only_sweeps_scored_on_the_same_answers(grid, world, tmp_path):
@@ -355,9 +356,9 @@ def test_report_compares_and_joins_only_sweeps_scored_on_the_same_answers(grid, 
     result = report(str(grid), str(other), "--out", str(out))
     assert result.returncode == 0, result.stderr
     markdown = out.read_text()
-    assert table_row(markdown, "| other answers (vanilla) |")[-1] == "—"  # the first row on its answers
+    assert table_row(markdown, "| other answers (vanilla) |")[-2] == "—"  # the first row on its answers
     # rope against the vanilla row on its own answers: the same runs, so the grid's own verdict
-    assert table_row(markdown, "| other answers (rope) |")[-1] == table_row(markdown, "| tiny grid (rope) |")[-1] != "—"
+    assert table_row(markdown, "| other answers (rope) |")[-2] == table_row(markdown, "| tiny grid (rope) |")[-2] != "—"
     assert "## Curves" not in markdown
     from experiments.curves import curves
     from experiments.runs import read_sweep
@@ -374,6 +375,59 @@ def test_a_gain_counts_only_beyond_two_standard_errors():
     assert gain([9.0, 9.5], [5.0, 5.5], 400).describe() == "+4.0 ± 1.3 (better)"
     assert gain([6.0, 6.5], [5.0, 5.5], 400).describe() == "+1.0 ± 1.2 (no decision)"
     assert gain([1.0, 1.5], [5.0, 5.5], 400).describe() == "-4.0 ± 0.9 (worse)"
+
+
+def test_a_paired_gain_cancels_what_the_seeds_share():
+    """Seed by seed on the same 100 questions: the candidate answers questions 0-19, the reference 10-24,
+    on every seed. Independent means cannot tell 20% from 15% on 300 answers each; paired, the 45
+    questions the two answered differently (30 to 15) can (McNemar's standard error: the seeds agree)."""
+    from experiments.decisions import gain, paired_gain
+
+    candidate = [[i < 20 for i in range(100)]] * 3
+    reference = [[10 <= i < 25 for i in range(100)]] * 3
+    assert gain([20.0] * 3, [15.0] * 3, 100).describe() == "+5.0 ± 3.1 (no decision)"
+    assert paired_gain(candidate, reference).describe() == "+5.0 ± 2.2 (better)"  # 100 sqrt(45 - 15^2/300) / 300
+    # seeds that disagree: their differences' spread is the error where it is the larger
+    spread = [[i < n for i in range(100)] for n in (30, 10, 20)]
+    assert paired_gain(spread, reference).describe() == "+5.0 ± 5.8 (no decision)"  # stdev(15, -5, 5) / sqrt(3)
+    with pytest.raises(ValueError, match="paired seeds: 3 against 2"):
+        paired_gain(candidate, reference[:2])
+
+
+def test_report_pairs_a_finetune_of_the_first_rows_own_pretraining_by_seed(grid, world, tmp_path):
+    """A finetuning knob on the first row's own pretraining runs (--pretrained-from) is also compared
+    seed by seed on the same questions (experiments.decisions.paired_gain), beside the rule's verdict;
+    a row of another variant pretrained elsewhere is not, and a preface asking it to be is one error."""
+    from data.birthplaces import read_questions
+    from experiments.decisions import paired_gain
+
+    out = tmp_path / "ft-lr"
+    result = sweep("configs/demo", "--data", str(world), "--out", str(out), "--variants", "vanilla", "rope",
+                   "--seeds", "0", "1", "--settings", "pretrained", "--procs", "1", "--label", "finetune lr",
+                   "--pretrained-from", str(grid), *TINY_SWEEP, "finetune:train.learning_rate=1e-3")
+    assert result.returncode == 0, result.stderr
+    answers = [q.answer for q in read_questions(world / "birth_dev.tsv", require_answers=True)]
+
+    def correct(sweep_dir: Path, variant: str) -> list[list[bool]]:
+        return [[p == a for p, a in zip((sweep_dir / variant / f"seed{s}" / "finetune" / "predictions.txt")
+                                        .read_text().split("\n")[:-1], answers, strict=True)] for s in (0, 1)]
+
+    expected = paired_gain(correct(out, "vanilla"), correct(grid, "vanilla")).describe()
+    preface = tmp_path / "preface.md"
+    preface.write_text("Paired: {{compare_paired sweep=ft-lr,tiny variant=vanilla}}.\n")
+    markdown_path = tmp_path / "results.md"
+    result = report(str(grid), str(out), "--out", str(markdown_path), "--preface", str(preface))
+    assert result.returncode == 0, result.stderr
+    markdown = markdown_path.read_text()
+    assert table_row(markdown, "| finetune lr (vanilla) |")[-1] == expected
+    assert table_row(markdown, "| finetune lr (rope) |")[-1] == "—"  # rope's pretraining is not the first row's
+    assert f"Paired: {expected}." in markdown
+    preface.write_text("\n{{compare_paired sweep=ft-lr,tiny variant=rope,vanilla}}\n")
+    result = report(str(grid), str(out), "--out", str(tmp_path / "again.md"), "--preface", str(preface))
+    assert result.returncode == 1 and not (tmp_path / "again.md").exists()
+    assert result.stderr.strip() == (f"error: {preface}:2: {{{{compare_paired sweep=ft-lr,tiny variant=rope,vanilla}}}}: "
+                                     "sweeps ft-lr and tiny are not paired: they did not finetune the same pretraining "
+                                     "runs for the same seeds")
 
 
 def test_report_reads_the_loss_curve_from_tensorboard(grid):
