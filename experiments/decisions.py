@@ -10,8 +10,9 @@ recipes are chosen by.
 Two recipes that finetune the same pretraining runs (a finetuning knob, run with --pretrained-from)
 and answer the same questions are paired: what each seed's pretraining stored is in both, so it
 cancels in the difference. `paired_gain` gives that difference's standard error, the larger of the
-per-seed differences' and McNemar's (from the answers the two got differently, pooled over seeds),
-which the independent one overstates. The report shows it beside the rule, not in its place.
+per-seed differences' and the questions' (each question's difference averaged over seeds: a question
+both recipes find easy or hard on every seed counts once, as a new question would), which the
+independent one overstates. The report shows it beside the rule, not in its place.
 """
 
 from __future__ import annotations
@@ -57,16 +58,14 @@ def paired_gain(candidate: list[list[bool]], reference: list[list[bool]]) -> Gai
     per-question correctness, one per seed, in seed order), with the paired standard error."""
     if len(candidate) != len(reference) or not candidate:
         raise ValueError(f"paired seeds: {len(candidate)} against {len(reference)}")
-    differences, only_candidate, only_reference = [], 0, 0
+    questions = len(candidate[0])
     for mine, theirs in zip(candidate, reference):
-        if len(mine) != len(theirs) or not mine:
-            raise ValueError(f"paired answers: {len(mine)} against {len(theirs)}")
-        differences.append(100 * (sum(mine) - sum(theirs)) / len(mine))
-        only_candidate += sum(a and not b for a, b in zip(mine, theirs))
-        only_reference += sum(b and not a for a, b in zip(mine, theirs))
-    pairs = sum(len(mine) for mine in candidate)
-    discordant = only_candidate + only_reference
-    mcnemar = 100 * math.sqrt(max(discordant - (only_candidate - only_reference) ** 2 / pairs, 0.0)) / pairs
-    n = len(differences)
+        if len(mine) != questions or len(theirs) != questions or not questions:
+            raise ValueError(f"paired answers: {len(mine)} against {len(theirs)} (first seed: {questions})")
+    n = len(candidate)
+    differences = [100 * (sum(mine) - sum(theirs)) / questions for mine, theirs in zip(candidate, reference)]
+    per_question = [100 * sum(mine[q] - theirs[q] for mine, theirs in zip(candidate, reference)) / n
+                    for q in range(questions)]
     seeds = statistics.stdev(differences) / math.sqrt(n) if n > 1 else 0.0
-    return Gain(statistics.mean(differences), max(seeds, mcnemar))
+    asked = statistics.stdev(per_question) / math.sqrt(questions) if questions > 1 else 0.0
+    return Gain(statistics.mean(differences), max(seeds, asked))

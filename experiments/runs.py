@@ -115,11 +115,14 @@ class RunResult:
             questions = read_questions(questions_path, require_answers=True)
         except DataError as exc:
             raise ReportError(str(exc)) from None
-        predictions = predictions_path.read_text(encoding="utf-8").split("\n")[:-1]
-        if len(predictions) != len(questions):
-            raise ReportError(f"{predictions_path}: {len(predictions)} predictions for the {len(questions)} "
-                              f"questions of {questions_path}")
-        return [p == q.answer for p, q in zip(predictions, questions)]
+        # bytes, not text mode, which would read a "\r" inside a prediction as a line end
+        predictions = predictions_path.read_bytes().decode("utf-8").split("\n")[:-1]
+        correct = [p == q.answer for p, q in zip(predictions, questions)]
+        if len(predictions) != len(questions) or sum(correct) != self.accuracy["correct"]:
+            raise ReportError(f"{predictions_path}: {sum(correct)} of {len(predictions)} predictions answer the "
+                              f"{len(questions)} questions of {questions_path}, where accuracy.json counted "
+                              f"{self.accuracy['correct']} of {self.accuracy['total']}")
+        return correct
 
 
 @dataclass

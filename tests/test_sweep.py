@@ -378,20 +378,26 @@ def test_a_gain_counts_only_beyond_two_standard_errors():
 
 
 def test_a_paired_gain_cancels_what_the_seeds_share():
-    """Seed by seed on the same 100 questions: the candidate answers questions 0-19, the reference 10-24,
-    on every seed. Independent means cannot tell 20% from 15% on 300 answers each; paired, the 45
-    questions the two answered differently (30 to 15) can (McNemar's standard error: the seeds agree)."""
+    """Seed by seed on the same 100 questions: on seed s the reference answers questions 30s to 30s+14
+    and the candidate those and five more. Independent means cannot tell 20% from 15% on 300 answers
+    each; paired, every seed gains 5 points, on 15 questions a third of the seeds each."""
     from experiments.decisions import gain, paired_gain
 
-    candidate = [[i < 20 for i in range(100)]] * 3
-    reference = [[10 <= i < 25 for i in range(100)]] * 3
+    candidate = [[30 * s <= q < 30 * s + 20 for q in range(100)] for s in range(3)]
+    reference = [[30 * s <= q < 30 * s + 15 for q in range(100)] for s in range(3)]
     assert gain([20.0] * 3, [15.0] * 3, 100).describe() == "+5.0 ± 3.1 (no decision)"
-    assert paired_gain(candidate, reference).describe() == "+5.0 ± 2.2 (better)"  # 100 sqrt(45 - 15^2/300) / 300
+    # the questions' error: 15 questions at +33.3 points and 85 at 0, stdev 12.0 over sqrt(100)
+    assert paired_gain(candidate, reference).describe() == "+5.0 ± 1.2 (better)"
+    # the same 5 questions won on every seed are 5 questions, not 15: +100 on 5 of 100, stdev 21.9
+    same = [[q < 20 for q in range(100)]] * 3
+    assert paired_gain(same, [[q < 15 for q in range(100)]] * 3).describe() == "+5.0 ± 2.2 (better)"
     # seeds that disagree: their differences' spread is the error where it is the larger
-    spread = [[i < n for i in range(100)] for n in (30, 10, 20)]
+    spread = [[30 * s <= q < 30 * s + n for q in range(100)] for s, n in enumerate((30, 10, 20))]
     assert paired_gain(spread, reference).describe() == "+5.0 ± 5.8 (no decision)"  # stdev(15, -5, 5) / sqrt(3)
     with pytest.raises(ValueError, match="paired seeds: 3 against 2"):
         paired_gain(candidate, reference[:2])
+    with pytest.raises(ValueError, match="paired answers: 99 against 100"):
+        paired_gain([candidate[0][:99], *candidate[1:]], reference)
 
 
 def test_report_pairs_a_finetune_of_the_first_rows_own_pretraining_by_seed(grid, world, tmp_path):
@@ -407,12 +413,20 @@ def test_report_pairs_a_finetune_of_the_first_rows_own_pretraining_by_seed(grid,
                    "--pretrained-from", str(grid), *TINY_SWEEP, "finetune:train.learning_rate=1e-3")
     assert result.returncode == 0, result.stderr
     answers = [q.answer for q in read_questions(world / "birth_dev.tsv", require_answers=True)]
+    for seed, known in ((0, 3), (1, 5)):  # tiny runs answer little: the first few questions answered, as if learnt
+        run_dir = out / "vanilla" / f"seed{seed}" / "finetune"
+        predictions = answers[:known] + (run_dir / "predictions.txt").read_text().split("\n")[known:-1]
+        (run_dir / "predictions.txt").write_text("".join(p + "\n" for p in predictions))
+        accuracy = sum(p == a for p, a in zip(predictions, answers))
+        (run_dir / "accuracy.json").write_text(json.dumps({"correct": accuracy, "total": len(answers),
+                                                           "accuracy": accuracy / len(answers)}))
 
     def correct(sweep_dir: Path, variant: str) -> list[list[bool]]:
         return [[p == a for p, a in zip((sweep_dir / variant / f"seed{s}" / "finetune" / "predictions.txt")
                                         .read_text().split("\n")[:-1], answers, strict=True)] for s in (0, 1)]
 
     expected = paired_gain(correct(out, "vanilla"), correct(grid, "vanilla")).describe()
+    assert expected != "+0.0 ± 0.0 (no decision)"
     preface = tmp_path / "preface.md"
     preface.write_text("Paired: {{compare_paired sweep=ft-lr,tiny variant=vanilla}}.\n")
     markdown_path = tmp_path / "results.md"
@@ -428,6 +442,15 @@ def test_report_pairs_a_finetune_of_the_first_rows_own_pretraining_by_seed(grid,
     assert result.stderr.strip() == (f"error: {preface}:2: {{{{compare_paired sweep=ft-lr,tiny variant=rope,vanilla}}}}: "
                                      "sweeps ft-lr and tiny are not paired: they did not finetune the same pretraining "
                                      "runs for the same seeds")
+    # predictions that do not add up to the run's own score are one error, not a verdict
+    accuracy_path = out / "vanilla" / "seed1" / "finetune" / "accuracy.json"
+    accuracy = json.loads(accuracy_path.read_text())
+    accuracy_path.write_text(json.dumps({**accuracy, "correct": accuracy["correct"] + 1}))
+    result = report(str(grid), str(out), "--out", str(tmp_path / "again.md"))
+    assert result.returncode == 1 and not (tmp_path / "again.md").exists()
+    predictions = out / "vanilla" / "seed1" / "finetune" / "predictions.txt"
+    assert result.stderr.strip().startswith(f"error: {predictions}: ") and result.stderr.strip().endswith(
+        f"where accuracy.json counted {accuracy['correct'] + 1} of {accuracy['total']}")
 
 
 def test_report_reads_the_loss_curve_from_tensorboard(grid):
