@@ -21,6 +21,7 @@ from data.errors import DataError
 from experiments.grid import (SETTING_PHASE, SETTINGS, memorization_files, phase_configs, phase_dir, questions_key,
                               read_memorization, variant_names)
 from launcher.config import with_defaults
+from launcher.evaluate import answered
 from launcher.machine_share import SHARED_CORES
 from launcher.run_record import RECORD_NAME, read_attempts
 
@@ -107,8 +108,8 @@ class RunResult:
         return lookup(self.config, key)
 
     def correct(self) -> list[bool]:
-        """Per question of eval.questions, whether the run's prediction is its answer (the run's own
-        score's rule, launcher.evaluate.score), read back from its predictions file."""
+        """Per question of eval.questions, whether the run's prediction is its answer (launcher.evaluate's
+        rule), read back from its predictions file."""
         questions_path = self.setting("eval.questions")
         predictions_path = self.path / (self.setting("eval.predictions") or "predictions.txt")
         try:
@@ -117,7 +118,7 @@ class RunResult:
             raise ReportError(str(exc)) from None
         # bytes, not text mode, which would read a "\r" inside a prediction as a line end
         predictions = predictions_path.read_bytes().decode("utf-8").split("\n")[:-1]
-        correct = [p == q.answer for p, q in zip(predictions, questions)]
+        correct = answered(predictions, questions)
         if len(predictions) != len(questions) or sum(correct) != self.accuracy["correct"]:
             raise ReportError(f"{predictions_path}: {sum(correct)} of {len(predictions)} predictions answer the "
                               f"{len(questions)} questions of {questions_path}, where accuracy.json counted "

@@ -68,10 +68,15 @@ def predict(model: GPT, vocab: Vocabulary, questions: list[Question], context: D
     return predictions
 
 
+def answered(predictions: list[str], questions: list[Question]) -> list[bool]:
+    """Per question, whether its prediction is its answer: the one rule a score counts (and the report re-reads)."""
+    return [p == q.answer for p, q in zip(predictions, questions)]
+
+
 def score(predictions: list[str], questions: list[Question]) -> Score | None:
     if questions[0].answer is None:
         return None
-    return Score(sum(p == q.answer for p, q in zip(predictions, questions)), len(questions))
+    return Score(sum(answered(predictions, questions)), len(questions))
 
 
 def write_results(run_dir: Path, predictions_name: str, predictions: list[str], result: Score | None) -> None:
