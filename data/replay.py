@@ -8,7 +8,9 @@ Replaying that objective among the questions keeps both acts in one model.
 An epoch is every question once (as a plain finetune) plus `round(n * r / (1 - r))` replayed
 documents, so a share r of the examples are documents. Replayed documents go through the corpus in
 order across epochs, every document as often as any other; each pass draws new corruptions from
-its own generator. Label-free: nothing but the corpus's text is replayed.
+its own generator. Label-free: nothing but the corpus's text is replayed. With masking "salient"
+the replayed corruption masks a name, number or date (data.salient), as a salient-masked
+pretraining did: its model stores places in that infill form, and replay keeps the form it knows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from data.corpus import DocumentCorpus
 from data.corruption import corrupt_document, example_rng, shift_pair
+from data.salient import corrupt_document_salient
 from data.vocab import Vocabulary
 
 Example = tuple[torch.Tensor, torch.Tensor]
@@ -29,16 +32,19 @@ class QuestionsWithReplay:
     len(questions) are the questions, the rest replayed documents."""
 
     def __init__(self, questions: Sequence[Example], corpus: DocumentCorpus, vocab: Vocabulary, block_size: int,
-                 seed: int, replay: float) -> None:
+                 seed: int, replay: float, masking: str = "random") -> None:
         if not 0.0 < replay < 1.0:
             raise ValueError(f"replay {replay} needs 0 < r < 1")
         if len(questions) < 1 or len(corpus) < 1:
             raise ValueError("replay needs questions and documents")
+        if masking not in ("random", "salient"):
+            raise ValueError(f"unknown masking {masking!r}")
         self.questions = questions
         self.corpus = corpus
         self.vocab = vocab
         self.block_size = block_size
         self.seed = seed
+        self.corrupt = corrupt_document_salient if masking == "salient" else corrupt_document
         self.replayed_per_epoch = max(1, round(len(questions) * replay / (1.0 - replay)))
         self.num_items = len(questions) + self.replayed_per_epoch
 
@@ -53,5 +59,5 @@ class QuestionsWithReplay:
         corpus_pass, document = self.document_of(epoch, item)
         # a generator of its own (negative passes), apart from the pretraining stream's (seed, epoch, document)
         rng = example_rng(self.seed, -1 - corpus_pass, document)
-        text, _ = corrupt_document(self.corpus.document(document), self.block_size, rng)
+        text, _ = self.corrupt(self.corpus.document(document), self.block_size, rng)
         return shift_pair(self.vocab.encode(text))

@@ -9,7 +9,7 @@
 # Budgets are pretraining epochs; 50, 100, 200 and 360 are about 10, 21, 42 and 75 minutes of the 2
 # cores alone (2,937 documents x 79 tokens an epoch at the 18,900 tokens/s that 2 ranks of one
 # thread measured), or 15, 29, 58 and 105 CPU-minutes of one thread each. Every budget's cosine ends at its own last token (train.final_tokens). A
-# candidate that changes only finetuning (*-spec-ft*) finetunes its variant's SPEC pretraining runs at
+# candidate that changes only finetuning (*-spec-ft*, *-salient-ft*) finetunes its recipe's pretraining runs at
 # the same budget (experiments.sweep --pretrained-from), so it costs minutes. Runs that finished are
 # skipped, so the script continues where it stopped. The no-pretraining baseline, which no
 # pretraining budget changes, is one sweep per variant (OUT/scratch-VARIANT). Nothing here reads the
@@ -79,6 +79,11 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
       "--variants vanilla --set $SPEC finetune:data.replay=0.7 $DECAY" ;;
     vanilla-spec-ftreplay85) described "SPEC's recipe" "finetune with replay 0.85, 10 epochs at 3e-4 decaying" \
       "--variants vanilla --set $SPEC finetune:data.replay=0.85 $DECAY" ;;  # replay's own rate, toward continued pretraining
+    # replay on the other pretrainings: rope's, and salient masking's with salient spans replayed (the infill form it stores in)
+    rope-spec-ftreplay7) described "SPEC's recipe" "finetune with replay 0.7, 10 epochs at 3e-4 decaying" \
+      "--variants rope --set $SPEC finetune:data.replay=0.7 $DECAY" ;;
+    vanilla-salient-ftreplay7) described "salient masking" "finetune with salient replay 0.7, 10 epochs at 3e-4 decaying" \
+      "--variants vanilla --set $SPEC pretrain:data.masking=salient finetune:data.replay=0.7 finetune:data.masking=salient $DECAY" ;;
     vanilla-spec-ftdecay) described "SPEC's recipe" "finetune 10 epochs at 3e-4 decaying, no replay" \
       "--variants vanilla --set $SPEC $DECAY" ;;
     # issue 14's storage recipe, configs/cpu/'s until issue 26 (its 100-epoch point ran as "configs-cpu")
@@ -90,14 +95,15 @@ candidate() {  # candidate NAME: its recipe and finetuning knob as the report's 
 }
 pretraining_of() {  # the candidate whose pretraining runs a candidate finetunes (itself unless it only changes finetuning)
   case $1 in
-    *-spec-ft*) echo "${1%%-ft*}" ;;
+    *-spec-ft* | *-salient-ft*) echo "${1%%-ft*}" ;;
     *) echo "$1" ;;
   esac
 }
 ALL=(vanilla-spec rope-spec rope-spec-lr1e-3 rope-salient vanilla-salient rope-spec-ft2 rope-spec-ftlr1e-4 rope-spec-ftlr3e-4 rope-spec-ft10 rope-spec-ft20
      rope-spec-ftlr1e-3 rope-spec-ft20lr1e-3 vanilla-spec-ft2 vanilla-spec-ftlr1e-4 vanilla-spec-ftlr3e-4 vanilla-spec-ftlr1e-3 vanilla-spec-ft10
      vanilla-spec-ft20 vanilla-spec-ftlr3e-5 vanilla-spec-ft10lr1e-4 vanilla-spec-ft2lr1e-4
-     vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftreplay85 vanilla-spec-ftdecay vanilla-storage)
+     vanilla-spec-ftreplay vanilla-spec-ftreplay7 vanilla-spec-ftreplay85 vanilla-spec-ftdecay rope-spec-ftreplay7
+     vanilla-salient-ftreplay7 vanilla-storage)
 CANDIDATES=("${@:-${ALL[@]}}")
 for name in "${CANDIDATES[@]}"; do candidate "$name" > /dev/null; done  # every name checked before anything runs
 

@@ -121,7 +121,8 @@ def finetuning_data(config: RunConfig, context: DistributedContext) -> TrainingD
     questions = checked_questions(config, vocab, config.eval.questions, require_answers=False) if config.eval.questions else None
     micro, _ = batch_geometry(config.train, context.world_size)
     if config.data.replay > 0:  # the config requires data.corpus, whose vocabulary checked_export matched
-        examples = QuestionsWithReplay(names, corpus, vocab, config.data.block_size, config.seed, config.data.replay)
+        examples = QuestionsWithReplay(names, corpus, vocab, config.data.block_size, config.seed, config.data.replay,
+                                       config.data.masking)
         items, make_example = examples.num_items, examples
     else:
         items, make_example = len(names), lambda _epoch, item: names[item]

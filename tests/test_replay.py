@@ -1,6 +1,7 @@
 """Finetuning with replay (data.replay): SPEC's span corruption of the corpus among the questions.
 Every question once an epoch, a share r of documents beside them, the documents in turn across
-epochs, the same stream at every world size; a sweep gives such a finetune the corpus, and no other."""
+epochs, the same stream at every world size; a sweep gives such a finetune the corpus, and no other.
+With data.masking=salient the replayed documents are masked as a salient pretraining masked them."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from data.birthplaces import read_questions
 from data.corpus import open_corpus
 from data.names import NameDataset
 from data.replay import QuestionsWithReplay
+from data.salient import salient_spans, title_of
 from data.stream import ShardedExampleStream
 from data.vocab import MASK, PAD
 from experiments.grid import plan_runs
 from launcher.config import ConfigError, load_config
+from launcher.distributed import DistributedContext
+from launcher.phases import finetuning_data
 
 from conftest import CONFIGS, ROOT, TINY
 from launch import check, launch
@@ -25,10 +29,10 @@ from launch import check, launch
 BLOCK = 64
 
 
-def replay(world, r: float, seed: int = 5) -> QuestionsWithReplay:
+def replay(world, r: float, seed: int = 5, masking: str = "random") -> QuestionsWithReplay:
     corpus, vocab = open_corpus(world / "wiki.txt")
     names = NameDataset(vocab, (world / "birth_places_train.tsv").read_text(encoding="utf-8"), block_size=BLOCK)
-    return QuestionsWithReplay(names, corpus, vocab, BLOCK, seed, r)
+    return QuestionsWithReplay(names, corpus, vocab, BLOCK, seed, r, masking)
 
 
 def text(examples: QuestionsWithReplay, epoch: int, item: int) -> str:
@@ -92,6 +96,50 @@ def test_replay_is_finetuning_only_and_needs_the_corpus(world):
         load_config(CONFIGS / "finetune.yaml", ["data.replay=0.5"])
     with pytest.raises(ConfigError, match=r"data.replay: Input should be less than 1"):
         load_config(CONFIGS / "finetune.yaml", ["data.replay=1", f"data.corpus={world / 'wiki.txt'}"])
+
+
+def test_salient_replay_masks_a_name_number_or_date_of_the_same_truncation(world):
+    random_, salient = replay(world, 0.5), replay(world, 0.5, masking="salient")
+    questions = len(salient.questions)
+    assert [text(salient, 1, i) for i in range(questions)] == [text(random_, 1, i) for i in range(questions)]
+    with_span = 0
+    for item in range(questions, salient.num_items):
+        _, document = salient.document_of(1, item)
+        full = salient.corpus.document(document)
+        prefix, suffix, masked = text(salient, 1, item).rstrip(PAD).split(MASK)
+        shown = prefix + masked + suffix
+        assert shown == "".join(text(random_, 1, item).rstrip(PAD).split(MASK)[i] for i in (0, 2, 1))  # SPEC's truncation
+        spans = [(s, e) for s, e in salient_spans(full, title_of(full)) if e <= len(shown) and e - s < len(shown)]
+        if spans:  # the masked span is one of the truncation's names, numbers or dates
+            assert (len(prefix), len(prefix) + len(masked)) in spans
+            with_span += 1
+    assert with_span >= 0.25 * (salient.num_items - questions)
+
+
+def test_salient_masking_in_a_finetune_needs_replay(world, tmp_path):
+    corpus = f"data.corpus={world / 'wiki.txt'}"
+    result = launch([str(CONFIGS / "finetune.yaml")], [f"run_dir={tmp_path / 'run'}", corpus, "data.masking=salient"],
+                    launcher="python")
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "data.masking: salient masks the replayed documents of a finetune, and data.replay is 0")
+    assert load_config(CONFIGS / "finetune.yaml", [corpus, "data.masking=salient", "data.replay=0.5"]).data.masking == "salient"
+    with pytest.raises(ValueError, match="unknown masking 'entities'"):
+        replay(world, 0.5, masking="entities")
+
+
+def test_the_finetune_phase_replays_with_its_configs_masking(world):
+    corpus, vocab = open_corpus(world / "wiki.txt")
+    overrides = [f"data.corpus={world / 'wiki.txt'}", f"data.finetune={world / 'birth_places_train.tsv'}",
+                 f"data.block_size={BLOCK}", "data.replay=0.5", "init_from=null",
+                 f"eval.questions={world / 'birth_dev.tsv'}"]
+    single = DistributedContext(rank=0, local_rank=0, world_size=1, local_world_size=1, launcher="single")
+    for masking in ("random", "salient"):
+        config = load_config(CONFIGS / "finetune.yaml", [*overrides, f"data.masking={masking}"])
+        made = finetuning_data(config, single).stream.make_example
+        expected = replay(world, 0.5, seed=config.seed, masking=masking)
+        items = range(len(expected.questions), expected.num_items)
+        assert [text(made, 2, i) for i in items] == [text(expected, 2, i) for i in items]
 
 
 def test_a_sweep_gives_a_replaying_finetune_the_corpus_and_a_plain_one_none(world, tmp_path):
