@@ -115,10 +115,10 @@ def curve_figure(found: dict[str, list[Point]]) -> bytes:
     axis.set_xlabel("CPU-minutes, pretraining + finetuning (all threads; 2 cores for an hour = 120)")
     axis.set_ylabel("accuracy on the questions scored (%)")
     axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8)
-    fig.tight_layout()
+    # beside the axes, not on them: a legend naming every differing setting of many curves is taller than the plot
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
