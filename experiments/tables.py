@@ -83,8 +83,9 @@ PLACE_KEYS = ("run_dir", "seed", "init_from", "model.variant", "data.corpus", "d
               "train.log_every", "train.resume", "distributed.")
 
 
-# Keys only pretraining reads (launcher.config says "pretraining only"): a finetune's copy of them is inert.
-PRETRAINING_ONLY = ("data.question_mix", "data.objective", "data.augment", "data.masking")
+# Keys only pretraining reads (launcher.config says "pretraining only"): a finetune's copy of them is inert;
+# data.masking too, unless the finetune replays documents (data.replay).
+PRETRAINING_ONLY = ("data.question_mix", "data.objective", "data.augment")
 
 
 def recipe_keys(sweeps: list[Sweep], skip: tuple[str, ...] = ()) -> list[str]:
@@ -93,7 +94,10 @@ def recipe_keys(sweeps: list[Sweep], skip: tuple[str, ...] = ()) -> list[str]:
     from launcher.config import config_differences
 
     keys: list[str] = []
-    for phase, prefix, inert in (("pretrain", "", skip), ("finetune", "finetune:", PRETRAINING_ONLY)):
+    finetunes = [sweep.phase_run("finetune").config for sweep in sweeps]
+    replaying = any((lookup(config, "data.replay") or 0) > 0 for config in finetunes)
+    finetune_inert = PRETRAINING_ONLY + (() if replaying else ("data.masking",))
+    for phase, prefix, inert in (("pretrain", "", skip), ("finetune", "finetune:", finetune_inert)):
         configs = [sweep.phase_run(phase).config for sweep in sweeps]
         for other in configs[1:]:
             for key in config_differences(configs[0], other):

@@ -46,7 +46,8 @@ class DataConfig(Section):
         "pretraining only: what a document example teaches. span_corruption: SPEC's prefix⁇suffix⁇masked; "
         "text: the document's first block_size characters as plain text, every character predicted"))
     masking: Literal["random", "salient"] = Field("random", description=(
-        "span_corruption's masked span, label-free (pretraining, and a finetune's replayed documents): random is SPEC's; "
+        "span_corruption's masked span, label-free (pretraining, and a finetune's data.replay documents; a finetune "
+        "without replay corrupts nothing, so it reads no masking): random is SPEC's; "
         "salient masks a name, number or date found in the document text (data.salient), SPEC's span where the "
         "truncation holds none"))
     augment: Literal["none", "name_anchored"] = Field("none", description=(
@@ -167,9 +168,6 @@ class RunConfig(Section):
         if self.data.masking != "random" and self.data.objective != "span_corruption":
             raise ValueError(f"data.masking: {self.data.masking} chooses the masked span of span corruption, "
                              f"and data.objective is {self.data.objective}")
-        if self.data.masking != "random" and self.phase == "finetune" and self.data.replay == 0:
-            raise ValueError(f"data.masking: {self.data.masking} masks the replayed documents of a finetune, "
-                             "and data.replay is 0")
         if self.data.replay > 0 and self.phase != "finetune":
             raise ValueError(f"data.replay: finetuning only, and this is a {self.phase} config "
                              "(pretraining mixes questions in with data.question_mix)")

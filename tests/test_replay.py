@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from data.salient import salient_spans, title_of
 from data.stream import ShardedExampleStream
 from data.vocab import MASK, PAD
 from experiments.grid import plan_runs
+from experiments.tables import recipe_keys
 from launcher.config import ConfigError, load_config
 from launcher.distributed import DistributedContext
 from launcher.phases import finetuning_data
@@ -114,18 +116,18 @@ def test_salient_replay_masks_a_name_number_or_date_of_the_same_truncation(world
             assert (len(prefix), len(prefix) + len(masked)) in spans
             with_span += 1
     assert with_span >= 0.25 * (salient.num_items - questions)
-
-
-def test_salient_masking_in_a_finetune_needs_replay(world, tmp_path):
-    corpus = f"data.corpus={world / 'wiki.txt'}"
-    result = launch([str(CONFIGS / "finetune.yaml")], [f"run_dir={tmp_path / 'run'}", corpus, "data.masking=salient"],
-                    launcher="python")
-    assert result.returncode == 2 and not (tmp_path / "run").exists()
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        "data.masking: salient masks the replayed documents of a finetune, and data.replay is 0")
-    assert load_config(CONFIGS / "finetune.yaml", [corpus, "data.masking=salient", "data.replay=0.5"]).data.masking == "salient"
     with pytest.raises(ValueError, match="unknown masking 'entities'"):
         replay(world, 0.5, masking="entities")
+
+
+def test_an_unphased_salient_masking_masks_pretraining_and_a_finetunes_replay(world, tmp_path):
+    def phases(*overrides: str) -> dict[str, object]:
+        runs = plan_runs(ROOT / "configs" / "demo", tmp_path, ["vanilla"], [0], ["pretrained"], world, list(overrides))
+        return {r.phase_config: r.config for r in runs}
+    plain = phases("data.masking=salient")  # as before replay read it: the finetune plans, and corrupts nothing
+    assert plain["pretrain"].data.masking == "salient" and plain["finetune"].data.replay == 0
+    replaying = phases("data.masking=salient", "finetune:data.replay=0.5")
+    assert replaying["finetune"].data.masking == "salient" and replaying["finetune"].data.corpus == world / "wiki.txt"
 
 
 def test_the_finetune_phase_replays_with_its_configs_masking(world):
@@ -160,3 +162,15 @@ def test_a_replaying_finetune_runs_through_the_launcher(world, pretrain_runs, tm
     result = check(launch([str(CONFIGS / "finetune.yaml")], overrides, launcher="python"))
     assert f"steps 0 -> {math.ceil(2 * train / 16)}" in result.stdout  # an epoch: the questions and as many documents
     assert (run / "accuracy.json").is_file() and (run / "export" / "model.safetensors").is_file()
+
+
+def test_a_finetunes_masking_is_a_recipe_of_the_report_only_where_a_finetune_replays():
+    def sweep(pretrain: str, finetune: str, replay: float) -> SimpleNamespace:
+        configs = {"pretrain": {"data": {"masking": pretrain, "replay": 0.0}},
+                   "finetune": {"data": {"masking": finetune, "replay": replay}}}
+        return SimpleNamespace(phase_run=lambda phase: SimpleNamespace(config=configs[phase]))
+    reference = sweep("random", "random", 0.0)
+    # an unphased data.masking=salient: the finetune's copy reads nothing, and the row does not claim it
+    assert recipe_keys([reference, sweep("salient", "salient", 0.0)]) == ["data.masking"]
+    assert recipe_keys([reference, sweep("salient", "salient", 0.7)]) == [
+        "data.masking", "finetune:data.masking", "finetune:data.replay"]
