@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 
 from data.corpus import DocumentCorpus
-from data.corruption import corrupt_document, example_rng, shift_pair
-from data.salient import corrupt_document_salient
+from data.corruption import example_rng, shift_pair
+from data.salient import CORRUPTIONS
 from data.vocab import Vocabulary
 
 Example = tuple[torch.Tensor, torch.Tensor]
@@ -37,14 +37,14 @@ class QuestionsWithReplay:
             raise ValueError(f"replay {replay} needs 0 < r < 1")
         if len(questions) < 1 or len(corpus) < 1:
             raise ValueError("replay needs questions and documents")
-        if masking not in ("random", "salient"):
+        if masking not in CORRUPTIONS:
             raise ValueError(f"unknown masking {masking!r}")
         self.questions = questions
         self.corpus = corpus
         self.vocab = vocab
         self.block_size = block_size
         self.seed = seed
-        self.corrupt = corrupt_document_salient if masking == "salient" else corrupt_document
+        self.corrupt = CORRUPTIONS[masking]
         self.replayed_per_epoch = max(1, round(len(questions) * replay / (1.0 - replay)))
         self.num_items = len(questions) + self.replayed_per_epoch
 

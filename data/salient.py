@@ -101,3 +101,7 @@ def corrupt_document_salient(document: str, block_size: int, rng: random.Random)
         return corrupt_document(truncated, block_size, rng, truncate=False)
     start, end = rng.choice(spans)
     return masked_example(truncated, start, end - start, block_size), n
+
+
+# data.masking -> the span corruption it names: the pretraining stream and a finetune's replay read this one table
+CORRUPTIONS = {"random": corrupt_document, "salient": corrupt_document_salient}

@@ -19,9 +19,9 @@ import torch
 
 from data.corpus import DocumentCorpus
 from data.augment import name_anchored_variant
-from data.corruption import corrupt_document, example_rng, shift_pair, text_example
+from data.corruption import example_rng, shift_pair, text_example
 from data.permutation import SeededPermutation
-from data.salient import corrupt_document_salient
+from data.salient import CORRUPTIONS
 from data.vocab import Vocabulary
 
 Example = tuple[torch.Tensor, torch.Tensor]
@@ -146,7 +146,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         masking: str = "random",
     ) -> None:
         if objective not in ("span_corruption", "text") or augment not in ("none", "name_anchored") or \
-                masking not in ("random", "salient"):
+                masking not in CORRUPTIONS:
             raise ValueError(f"unknown objective {objective!r}, augmentation {augment!r} or masking {masking!r}")
         if not 0.0 <= question_mix < 1.0 or (question_mix > 0 and not questions):
             raise ValueError(f"question_mix {question_mix} needs 0 <= q < 1, and questions when q > 0")
@@ -157,7 +157,7 @@ class ShardedDocumentStream(ShardedExampleStream):
         self.question_mix = question_mix
         self.objective = objective
         self.augment = augment
-        self.corrupt = corrupt_document_salient if masking == "salient" else corrupt_document
+        self.corrupt = CORRUPTIONS[masking]
         self.possessives = "'" in vocab  # a variant may write "Name's" only if the corpus has the apostrophe
         super().__init__(len(self.corpus), self.corrupted_example, micro_batch_size, rank, world_size, seed)
 
